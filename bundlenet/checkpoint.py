@@ -1,0 +1,64 @@
+"""Loading any bundlenet model from a checkpoint alone, with one-line errors.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: only tensors and plain Python
+values are unpickled, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bundlenet.errors import CheckpointError
+from bundlenet.models.base import BundleModel
+
+_FIX = "pass ckpt_path=<run dir>/checkpoints/last.ckpt written by train.py"
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint dictionary at ``path`` (safe load), or a one-line :class:`CheckpointError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}; {_FIX}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"cannot read checkpoint {p} ({type(err).__name__}: {reason[:200]}); {_FIX}") from None
+    if not isinstance(ckpt, dict) or "bundlenet" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{p} is not a bundlenet checkpoint; {_FIX}")
+    return ckpt
+
+
+def model_class(name: str) -> type[BundleModel]:
+    """Resolve a model class recorded in a checkpoint (only classes of this package)."""
+    module, _, qualname = name.rpartition(".")
+    if not module.startswith("bundlenet."):
+        raise CheckpointError(f"checkpoint names a model outside bundlenet ({name}); {_FIX}")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"checkpoint model {name} does not exist in this bundlenet version") from None
+    if not (isinstance(cls, type) and issubclass(cls, BundleModel)):
+        raise CheckpointError(f"checkpoint model {name} is not a bundlenet model")
+    return cls
+
+
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> BundleModel:
+    """Build the model recorded in the checkpoint and load its weights; eval mode."""
+    ckpt = read_checkpoint(path)
+    cls = model_class(str(ckpt["bundlenet"].get("model", "")))
+    try:
+        model = cls(**ckpt.get("hyper_parameters", {}))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"checkpoint {path} does not match this bundlenet version "
+            f"(written by {ckpt['bundlenet'].get('version', '?')}): {first}"
+        ) from None
+    return model.to(map_location).eval()

@@ -1,0 +1,37 @@
+"""Shared behaviour of the command-line entry points: bad input costs one line, not a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from bundlenet.errors import BundleNetError
+
+T = TypeVar("T")
+log = logging.getLogger("bundlenet")
+
+
+def run_cli(fn: Callable[..., T], *args: object) -> T:
+    """Call ``fn(*args)``; on a :class:`BundleNetError` print ``error: <message>`` and exit 2."""
+    try:
+        return fn(*args)
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def user_error(err: BaseException | None) -> BundleNetError | None:
+    """The :class:`BundleNetError` behind ``err`` (Hydra's instantiate wraps them), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, BundleNetError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -1,0 +1,112 @@
+"""The cover of the base space: k-means neighbourhoods and grouping of points by neighbourhood."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import torch
+from sklearn.cluster import KMeans
+from torch import Tensor, nn
+
+from bundlenet.errors import InputError
+from bundlenet.metrics import pairwise_distances
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Points grouped by neighbourhood into a padded table.
+
+    Attributes:
+        index: ``[G, M]`` row indices into the grouped points (padding entries hold 0).
+        mask: ``[G, M]`` True where ``index`` is a real entry.
+        neighbourhood: ``[G]`` the neighbourhood of each group (only non-empty ones appear).
+    """
+
+    index: Tensor
+    mask: Tensor
+    neighbourhood: Tensor
+
+    def repeat(self, times: int) -> Groups:
+        """Each entry repeated ``times`` times in place: ``[G, M]`` → ``[G, times·M]``."""
+        return Groups(
+            self.index.repeat_interleave(times, dim=1),
+            self.mask.repeat_interleave(times, dim=1),
+            self.neighbourhood,
+        )
+
+
+def group_by(labels: Tensor, num_groups: int) -> Groups:
+    """Group row indices by integer label, vectorised (no Python loop over points).
+
+    ``labels [N]`` in ``[0, num_groups)`` → :class:`Groups` over the labels that occur.
+    """
+    counts = torch.bincount(labels, minlength=num_groups)
+    present = (counts > 0).nonzero().squeeze(1)
+    order = torch.argsort(labels, stable=True)
+    sorted_labels = labels[order]
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(labels.numel(), device=labels.device) - starts[sorted_labels]
+    row_of_label = torch.full((num_groups,), -1, dtype=torch.long, device=labels.device)
+    row_of_label[present] = torch.arange(present.numel(), device=labels.device)
+    width = int(counts.max()) if labels.numel() else 0
+    index = torch.zeros(present.numel(), width, dtype=torch.long, device=labels.device)
+    mask = torch.zeros(present.numel(), width, dtype=torch.bool, device=labels.device)
+    rows = row_of_label[sorted_labels]
+    index[rows, position] = order
+    mask[rows, position] = True
+    return Groups(index, mask, present)
+
+
+class Cover(nn.Module):
+    """K neighbourhoods of the base space: the Voronoi cells of k-means centres.
+
+    The centres ``[K, d_B]`` are a buffer, so a checkpoint carries its cover. A base point
+    belongs to the neighbourhood of its nearest centre.
+    """
+
+    centres: Tensor
+
+    def __init__(self, num_nbhds: int, base_dim: int) -> None:
+        super().__init__()
+        if num_nbhds < 1:
+            raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
+        self.num_nbhds = int(num_nbhds)
+        self.register_buffer("centres", torch.zeros(num_nbhds, base_dim))
+
+    def fit(self, base: Tensor, seed: int = 0) -> Tensor:
+        """Run k-means (scikit-learn, seeded) on training base points ``[N, d_B]``.
+
+        Returns the neighbourhood sizes ``[K]``. Raises :class:`InputError` when there are
+        fewer distinct base points than neighbourhoods.
+        """
+        distinct = torch.unique(base, dim=0).shape[0]
+        if distinct < self.num_nbhds:
+            raise InputError(
+                f"model.num_nbhds={self.num_nbhds} exceeds the {distinct} distinct base points "
+                f"of the training data; set model.num_nbhds<={distinct}"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(base.double().cpu().numpy())
+        self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
+        sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
+        small = (sizes < 2).nonzero().squeeze(1).tolist()
+        if small:
+            log.warning("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
+        return sizes
+
+    def assign(self, base: Tensor) -> Tensor:
+        """Neighbourhood of each base point (nearest centre): ``[N, d_B]`` → ``[N]``."""
+        return pairwise_distances(base, self.centres).argmin(dim=1)
+
+    def nearest(self, base: Tensor, count: int) -> Tensor:
+        """The ``count`` nearest neighbourhoods of each base point, nearest first: ``[N, count]``."""
+        return pairwise_distances(base, self.centres).topk(count, dim=1, largest=False).indices
+
+    def distance_to_centre(self, base: Tensor) -> Tensor:
+        """Distance of each base point to its nearest centre: ``[N]``."""
+        return pairwise_distances(base, self.centres).min(dim=1).values

@@ -1,0 +1,189 @@
+"""What every bundlenet model shares: data statistics, the sampling API, fiber validation."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from bundlenet.bundles.base import BundleSpec, check_points
+from bundlenet.errors import InputError
+from bundlenet.metrics import wasserstein
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class Standardizer(nn.Module):
+    """Isotropic affine scaling ``(x − mean) / scale``, fitted on training data.
+
+    One scale for all coordinates (the root mean per-coordinate variance) keeps the geometry
+    of the data: distances, and so the fiber losses, are only rescaled, never distorted.
+    """
+
+    mean: Tensor
+    scale: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(()))
+
+    def fit(self, x: Tensor) -> None:
+        self.mean.copy_(x.mean(0))
+        if x.shape[0] > 1:
+            self.scale.copy_(x.var(0).mean().sqrt().clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.scale
+
+    def inverse(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.mean
+
+
+class EmpiricalBase(nn.Module):
+    """The training base points, kept so ``sample(n)`` draws base points like the data.
+
+    Its buffer is resized on loading, so a checkpoint of any data size loads.
+    """
+
+    points: Tensor
+
+    def __init__(self, dim: int, capacity: int = 100_000) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.register_buffer("points", torch.zeros(0, dim))
+
+    def fit(self, base: Tensor, generator: torch.Generator | None = None) -> None:
+        if base.shape[0] > self.capacity:
+            base = base[torch.randperm(base.shape[0], generator=generator)[: self.capacity]]
+        self.points = base.detach().clone().to(self.points)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        key = prefix + "points"
+        if key in state_dict:
+            self.points = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def draw(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        if self.points.shape[0] == 0:
+            raise InputError("this model has no training base points; train it (or load a trained checkpoint) before sample()")
+        idx = torch.randint(self.points.shape[0], (num_samples,), generator=generator, device=self.points.device)
+        return self.points[idx]
+
+
+class BundleModel(pl.LightningModule, ABC):
+    """Base class of BundleNet and the baselines.
+
+    Subclasses implement :meth:`generate` (one total-space point per base point) and the
+    training step; this class gives them the public sampling API of DESIGN §4, fiber-wise
+    validation (exact-OT W2 against true fibers, logged as ``val/fiber_w2`` and its ratio to
+    the noise floor), optimizers, and checkpoint metadata.
+    """
+
+    def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
+        super().__init__()
+        self.spec = BundleSpec.coerce(spec)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.total_scaler = Standardizer(self.spec.total_dim)
+        self.base_scaler = Standardizer(self.spec.base_dim)
+        self.base_bank = EmpiricalBase(self.spec.base_dim)
+        self.register_buffer("fitted", torch.tensor(False))
+
+    # ----------------------------------------------------------------- data-dependent state
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not bool(self.fitted):
+            datamodule = self.trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "train_tensors"):
+                raise InputError("fit this model with a bundlenet datamodule (trainer.fit(model, datamodule=...))")
+            self.fit_data(*datamodule.train_tensors())
+
+    @torch.no_grad()
+    def fit_data(self, total: Tensor, base: Tensor) -> None:
+        """Fit everything that depends on the training data (scalers, cover, ...) before training."""
+        total = check_points(total, self.spec.total_dim, "training point", self.spec.total_names)
+        base = check_points(base, self.spec.base_dim, "training base point", self.spec.base_names)
+        self.total_scaler.fit(total)
+        self.base_scaler.fit(base)
+        self.base_bank.fit(base)
+        self.fit_extra(total, base)
+        self.fitted.fill_(True)
+
+    def fit_extra(self, total: Tensor, base: Tensor) -> None:
+        """Hook for model-specific data-dependent state (BundleNet fits its cover here)."""
+
+    # ----------------------------------------------------------------- sampling API
+    @abstractmethod
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One total-space sample for each base point: ``[N, d_B]`` → ``[N, d_E]``."""
+
+    def check_base(self, base: object) -> Tensor:
+        """Validate user base points and move them to the model: ``[B, d_B]``."""
+        return check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)
+
+    def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
+        if generator is not None:
+            return generator
+        if seed is None:
+            return None
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``."""
+        if int(num_samples) <= 0:
+            raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        base = self.check_base(base)
+        gen = self._generator(seed, generator)
+        repeated = base.repeat_interleave(int(num_samples), dim=0)
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.generate(repeated, gen)
+        finally:
+            self.train(was_training)
+        return x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Global samples ``[N, d_E]``, base points drawn from the training base distribution."""
+        if int(num_samples) <= 0:
+            raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        gen = self._generator(seed, generator)
+        base = self.base_bank.draw(int(num_samples), gen)
+        x = self.sample_fiber(base, 1, generator=gen).squeeze(1)
+        return (x, base) if return_base else x
+
+    # ----------------------------------------------------------------- validation
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        base, fibers, floor = batch
+        gen = self.sample_fiber(base, fibers.shape[1], seed=batch_idx)
+        w2 = wasserstein(gen.float().cpu(), fibers.float().cpu())
+        ratio = (w2 / floor.float().cpu()).mean()
+        self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
+        self.log("val/fiber_w2_ratio", ratio, prog_bar=True, batch_size=base.shape[0], sync_dist=True)
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise InputError("no optimizer configured: pass optimizer=functools.partial(torch.optim.Adam, lr=...) (model.optimizer)")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from bundlenet import __version__
+
+        checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}

@@ -1,0 +1,267 @@
+"""BundleNet as a LightningModule (Courts & Kvinge, *Bundle Networks*, ICLR 2022)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bundlenet.bundles.base import BundleSpec, check_points
+from bundlenet.cover import Cover, group_by
+from bundlenet.errors import InputError
+from bundlenet.fiber_prior import FiberPrior
+from bundlenet.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
+from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
+from bundlenet.trivialization import Coupling, LocalTrivialization
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class Trivialized:
+    """φ applied to total-space points.
+
+    Attributes:
+        base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (original units).
+        fiber: ``[N, D − d_B]`` the fiber latent.
+        neighbourhood: ``[N]`` the neighbourhood whose chart was used.
+    """
+
+    base: Tensor
+    fiber: Tensor
+    neighbourhood: Tensor
+
+
+class BundleNet(BundleModel):
+    r"""A Bundle Network: a cover of the base and a local trivialization on each neighbourhood.
+
+    For a neighbourhood U_k (k-means cell of the base), φ_k: π⁻¹(U_k) → U_k × F is an invertible
+    network conditioned on k (:class:`~bundlenet.trivialization.LocalTrivialization`). Points are
+    standardised and zero-padded to ``total_dim`` = D; ``φ_k(x) = (ŷ, z)`` with ŷ ∈ R^{d_B} the
+    base and z ∈ R^{D−d_B} the fiber latent (:class:`~bundlenet.fiber_prior.FiberPrior`).
+    Training minimises ``w_c‖ŷ − y‖ + w_f KL(data‖gen) + w_b KL(gen‖data) + w_d dist`` where the
+    generated points are ``φ_k⁻¹(y, z)`` for the real y of the batch repeated ``num_generated``
+    times. Sampling a fiber over y is ``φ_k⁻¹(y, z)``, z drawn from the neighbourhood's stored
+    latent statistics, k the neighbourhood of y.
+
+    Args:
+        spec: names of the base and total coordinates (a :class:`BundleSpec` or its dict).
+        num_nbhds: K, the number of neighbourhoods of the cover.
+        total_dim: D; ``None`` picks ``max(d_E, d_B + 2·num_circles, d_B + 1)``.
+        num_circles: circle pairs in the fiber latent; ``None`` takes ``spec.fiber_circles``.
+        num_blocks, hidden_features, depth, coupling, num_bins, tail_bound, conditional_affine:
+            the flow (see :class:`LocalTrivialization`).
+        context: how φ sees its neighbourhood: the (standardised) ``centre``, a learned
+            ``embedding`` of the index, or ``both``.
+        loss_weights: weights of ``commutativity``, ``kl_fwd``, ``kl_bwd``, ``distance``.
+        num_generated: generated points per real point in the fiber losses (authors: 5).
+        overlap: each training point trains the commutativity of the charts of its ``overlap``
+            nearest centres, so neighbouring charts agree where the neighbourhoods of the
+            cover meet (1 = disjoint Voronoi cells, as the authors' code).
+        latent_momentum: moving-average rate of the stored latent statistics.
+        cover_seed: seed of k-means.
+        optimizer: ``params -> Optimizer`` (a partial); scheduler: ``(optimizer, total_steps) ->``.
+    """
+
+    def __init__(
+        self,
+        spec: BundleSpec | dict[str, Any],
+        num_nbhds: int = 25,
+        total_dim: int | None = None,
+        num_circles: int | None = None,
+        num_blocks: int = 4,
+        hidden_features: int = 64,
+        depth: int = 2,
+        coupling: Coupling = "rq_spline",
+        num_bins: int = 8,
+        tail_bound: float = 5.0,
+        conditional_affine: bool = True,
+        context: Literal["centre", "embedding", "both"] = "centre",
+        embedding_dim: int = 8,
+        loss_weights: dict[str, float] | None = None,
+        num_generated: int = 5,
+        overlap: int = 2,
+        latent_momentum: float = 0.1,
+        cover_seed: int = 0,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__(spec, optimizer, scheduler)
+        d_e, d_b = self.spec.total_dim, self.spec.base_dim
+        num_circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
+        total_dim = max(d_e, d_b + 2 * num_circles, d_b + 1) if total_dim is None else int(total_dim)
+        _check_dims(d_e, d_b, total_dim, num_circles)
+        if not 1 <= overlap <= num_nbhds:
+            raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
+        if context not in ("centre", "embedding", "both"):
+            raise InputError(f"model.context must be one of centre, embedding, both; got {context!r}")
+        weights = dict(DEFAULT_WEIGHTS)
+        weights.update({str(k): float(v) for k, v in (loss_weights or {}).items()})
+        unknown = set(weights) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise InputError(f"unknown model.loss_weights keys {sorted(unknown)}; use {sorted(DEFAULT_WEIGHTS)}")
+        loss_weights = weights
+        spec = self.spec.to_dict()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+
+        self.loss_weights = weights
+        self.total_dim = total_dim
+        self.cover = Cover(num_nbhds, d_b)
+        self.prior = FiberPrior(num_nbhds, total_dim - d_b, num_circles, latent_momentum)
+        self.embedding = nn.Embedding(num_nbhds, embedding_dim) if context != "centre" else None
+        context_features = (d_b if context != "embedding" else 0) + (embedding_dim if context != "centre" else 0)
+        self.phi = LocalTrivialization(
+            total_dim,
+            context_features,
+            num_blocks=num_blocks,
+            hidden_features=hidden_features,
+            depth=depth,
+            coupling=coupling,
+            num_bins=num_bins,
+            tail_bound=tail_bound,
+            conditional_affine=conditional_affine,
+        )
+
+    # ----------------------------------------------------------------- pieces
+    def fit_extra(self, total: Tensor, base: Tensor) -> None:
+        sizes = self.cover.fit(base, seed=self.hparams.cover_seed)
+        log.info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
+
+    def context(self, neighbourhood: Tensor) -> Tensor:
+        """The condition of φ for each neighbourhood index ``[N]`` → ``[N, C]``."""
+        parts = []
+        if self.hparams.context != "embedding":
+            parts.append(self.base_scaler(self.cover.centres)[neighbourhood])
+        if self.embedding is not None:
+            parts.append(self.embedding(neighbourhood))
+        return torch.cat(parts, dim=1)
+
+    def pad(self, total: Tensor) -> Tensor:
+        """Standardise and zero-pad total-space points: ``[N, d_E]`` → ``[N, D]``."""
+        x = self.total_scaler(total)
+        return nn.functional.pad(x, (0, self.total_dim - x.shape[1]))
+
+    def encode(self, total: Tensor, neighbourhood: Tensor) -> tuple[Tensor, Tensor]:
+        """φ_k(x) → (ŷ in original units ``[N, d_B]``, fiber latent ``[N, L]``)."""
+        u, _ = self.phi(self.pad(total), self.context(neighbourhood))
+        d_b = self.spec.base_dim
+        return self.base_scaler.inverse(u[:, :d_b]), u[:, d_b:]
+
+    def decode(self, base: Tensor, latent: Tensor, neighbourhood: Tensor) -> Tensor:
+        """φ_k⁻¹(y, z) in the standardised padded space ``[N, D]``."""
+        x, _ = self.phi.inverse(torch.cat([self.base_scaler(base), latent], dim=1), self.context(neighbourhood))
+        return x
+
+    # ----------------------------------------------------------------- training
+    def loss_terms(self, total: Tensor, base: Tensor, update_prior: bool = False) -> LossTerms:
+        """The four loss terms on a batch ``total [N, d_E]``, ``base [N, d_B]``."""
+        overlap = self.hparams.overlap
+        charts = self.cover.nearest(base, overlap)  # [N, overlap], nearest first
+        nbhd = charts[:, 0]
+        base_hat, latent = self.encode(total.repeat_interleave(overlap, dim=0), charts.reshape(-1))
+        comm = commutativity_error(base_hat, base.repeat_interleave(overlap, dim=0))
+        latent = latent.reshape(total.shape[0], overlap, -1)[:, 0]
+
+        groups = group_by(nbhd, self.cover.num_nbhds)
+        stats = self.prior.statistics(latent[groups.index], groups.mask)
+        if update_prior:
+            self.prior.update(stats, groups.neighbourhood)
+
+        gen_groups = groups.repeat(self.hparams.num_generated)
+        row = torch.arange(groups.index.shape[0], device=nbhd.device).unsqueeze(1).expand_as(gen_groups.index)
+        point = gen_groups.index[gen_groups.mask]
+        gen_rows = row[gen_groups.mask]
+        z = self.prior.sample(stats, gen_rows)
+        generated = self.decode(base[point], z, nbhd[point])
+        gen = generated.new_zeros(*gen_groups.index.shape, self.total_dim)
+        gen[gen_groups.mask] = generated
+        real = self.pad(total)[groups.index]
+        kl_fwd, kl_bwd, dist = fiber_losses(real, groups.mask, gen, gen_groups.mask)
+        return LossTerms(comm, kl_fwd, kl_bwd, dist)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        total, base = batch
+        terms = self.loss_terms(total, base, update_prior=True)
+        loss = terms.total(self.loss_weights)
+        if not torch.isfinite(loss):
+            bad = [name for name, value in terms.items().items() if not torch.isfinite(value)]
+            raise FloatingPointError(
+                f"non-finite loss at step {self.global_step} (terms {bad}); lower model.optimizer.lr "
+                f"or set trainer.gradient_clip_val"
+            )
+        size = total.shape[0]
+        for name, value in terms.items().items():
+            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "commutativity")
+        self.log("train/loss", loss, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        base, fibers, _ = batch
+        flat = fibers.reshape(-1, fibers.shape[-1])
+        target = base.repeat_interleave(fibers.shape[1], dim=0)
+        base_hat, _ = self.encode(flat, self.cover.assign(target))
+        self.log("val/commutativity", commutativity_error(base_hat, target), batch_size=base.shape[0], sync_dist=True)
+
+    # ----------------------------------------------------------------- public API
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        d_e = self.spec.total_dim
+        out = []
+        for chunk in base.split(_CHUNK):
+            nbhd = self.cover.assign(chunk)
+            z = self.prior.sample(self.prior.stats, nbhd, generator)
+            out.append(self.total_scaler.inverse(self.decode(chunk, z, nbhd)[:, :d_e]))
+        return torch.cat(out) if out else base.new_zeros(0, d_e)
+
+    @torch.no_grad()
+    def trivialize(self, total: object) -> Trivialized:
+        """φ(x) through the chart consistent with x: ``[N, d_E]`` → :class:`Trivialized`.
+
+        Every chart k is tried and predicts a base point ŷ_k. A chart is consistent when ŷ_k
+        lies in its own neighbourhood; each chart votes for the neighbourhood its ŷ_k lies in.
+        The chosen chart is the consistent one with the most votes (charts agree where the
+        cover overlaps), ties broken by the distance of ŷ_k to the chart's centre.
+        """
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)
+        k = self.cover.num_nbhds
+        bases, latents = [], []
+        for chunk in x.split(max(1, _CHUNK // k)):
+            rep = chunk.repeat_interleave(k, dim=0)
+            nbhd = torch.arange(k, device=x.device).repeat(chunk.shape[0])
+            b, z = self.encode(rep, nbhd)
+            bases.append(b.reshape(chunk.shape[0], k, -1))
+            latents.append(z.reshape(chunk.shape[0], k, -1))
+        base, latent = torch.cat(bases), torch.cat(latents)
+        dist = (base - self.cover.centres.unsqueeze(0)).norm(dim=-1)
+        lands_in = self.cover.assign(base.reshape(-1, base.shape[-1])).reshape(dist.shape)
+        consistent = lands_in == torch.arange(k, device=x.device)
+        votes = nn.functional.one_hot(lands_in, k).sum(dim=1).to(dist.dtype)
+        rank = dist / (dist.max() + 1)  # in [0, 1): only breaks ties between equal vote counts
+        score = torch.where(consistent, votes - rank, torch.full_like(dist, -1.0) - rank)
+        chart = score.argmax(dim=1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        return Trivialized(base[rows, chart], latent[rows, chart], chart)
+
+    def project(self, total: object) -> Tensor:
+        """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map."""
+        return self.trivialize(total).base
+
+
+def _check_dims(d_e: int, d_b: int, total_dim: int, num_circles: int) -> None:
+    if num_circles < 0:
+        raise InputError(f"model.num_circles must be >= 0, got {num_circles}")
+    need = max(d_e, d_b + 1)
+    if total_dim < need:
+        raise InputError(
+            f"model.total_dim={total_dim} is too small: it must be at least max(d_E={d_e}, d_B+1={d_b + 1}) = {need}"
+        )
+    if 2 * num_circles > total_dim - d_b:
+        raise InputError(
+            f"model.num_circles={num_circles} needs 2*num_circles <= model.total_dim - d_B = {total_dim - d_b}; "
+            f"lower model.num_circles or raise model.total_dim"
+        )

@@ -1,0 +1,114 @@
+"""The real configs compose and instantiate; train.py runs (fast_dev_run, a two-run sweep)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from tests.conftest import REPO
+
+CONF = REPO / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str], out: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"data={name}", "data.num_train=200"], tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    total, base = dm.train_tensors()
+    assert total.shape[0] == 200 and base.shape[1] == dm.spec.base_dim
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"model={name}"], tmp_path)
+    dm = instantiate(cfg.data)
+    model = instantiate(cfg.model, spec=dm.spec)
+    assert model.spec == dm.spec
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiment_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"experiment={name}"], tmp_path)
+    dm = instantiate(cfg.data)
+    instantiate(cfg.model, spec=dm.spec)
+    instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"trainer={name}"], tmp_path)
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert trainer.max_epochs is not None
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_logger_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"logger={name}"], tmp_path)
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    assert all(hasattr(lg, "log_metrics") for lg in loggers)
+
+
+def test_callbacks_config_instantiates(tmp_path: Path) -> None:
+    cfg = compose_train([], tmp_path)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "RichProgressBar"}
+
+
+def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_train_fast_dev_run(tmp_path: Path) -> None:
+    proc = run_train("trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_train_writes_run_outputs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_train("trainer.max_epochs=3", "trainer.check_val_every_n_epoch=3", "data.num_train=200",
+                     "model.num_nbhds=4", "evaluation.iterations=1", "evaluation.num_fibers=3",
+                     "evaluation.num_global=200", "~callbacks.progress_bar", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "fibers.png", "metrics.json", "config.yaml"):
+        assert (run / name).exists(), name
+    last_line = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1]
+    assert "checkpoint:" in last_line and "last.ckpt" in last_line
+
+
+def test_multirun_sweep_runs_each_job_in_its_own_dir(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_train("-m", "data=torus,moebius", "trainer.fast_dev_run=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep / "0" / "config.yaml").exists() and (sweep / "1" / "config.yaml").exists()
+    assert "MoebiusBand" in (sweep / "1" / "config.yaml").read_text()
+
+
+def test_impossible_model_settings_fail_at_startup(tmp_path: Path) -> None:
+    proc = run_train("model.num_circles=2", "model.total_dim=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: model.num_circles=2 needs")

@@ -1,0 +1,36 @@
+"""The cover: seeded k-means, nearest-centre assignment, vectorised grouping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bundlenet.cover import Cover, group_by
+from bundlenet.errors import InputError
+
+
+def test_group_by_matches_a_loop() -> None:
+    labels = torch.tensor([3, 0, 3, 1, 3, 0, 5])
+    groups = group_by(labels, 6)
+    assert groups.neighbourhood.tolist() == [0, 1, 3, 5]
+    for row, k in enumerate(groups.neighbourhood.tolist()):
+        members = groups.index[row][groups.mask[row]].tolist()
+        assert members == [i for i, l in enumerate(labels.tolist()) if l == k]
+    assert groups.index.shape == (4, 3)
+
+
+def test_cover_is_seeded_and_assigns_to_nearest_centre() -> None:
+    base = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    a, b = Cover(7, 2), Cover(7, 2)
+    a.fit(base, seed=3)
+    b.fit(base, seed=3)
+    torch.testing.assert_close(a.centres, b.centres)
+    labels = a.assign(base)
+    nearest = torch.stack([((base - c) ** 2).sum(1) for c in a.centres], 1).argmin(1)
+    assert torch.equal(labels, nearest)
+
+
+def test_more_neighbourhoods_than_distinct_base_points_is_refused() -> None:
+    base = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    with pytest.raises(InputError, match=r"model.num_nbhds=5 exceeds the 3 distinct"):
+        Cover(5, 2).fit(base)
