@@ -90,6 +90,18 @@ class FiberPrior(nn.Module):
             buf[neighbourhoods] = torch.lerp(buf[neighbourhoods], getattr(stats, name).detach().to(buf.dtype), rate)
         self.initialized[neighbourhoods] = True
 
+    def negative_log_likelihood(self, z: Tensor) -> Tensor:
+        """Up to a constant, −log p_k(z) of latents ``z [N, K, L]`` under each neighbourhood k's
+        prior (Gaussian intervals, Gaussian radius per circle pair; the uniform angle is
+        constant): ``[N, K]``."""
+        c = 2 * self.num_circles
+        mean, std = self.mean[:, c:], self.std[:, c:].clamp_min(1e-6)
+        intervals = (((z[..., c:] - mean) / std) ** 2 / 2 + std.log()).sum(-1)
+        radius = z[..., :c].reshape(*z.shape[:-1], self.num_circles, 2).norm(dim=-1)
+        radius_std = self.radius_std.clamp_min(1e-3)
+        circles = (((radius - self.radius_mean) / radius_std) ** 2 / 2 + radius_std.log()).sum(-1)
+        return intervals + circles
+
     def sample(self, stats: LatentStats, rows: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Draw one latent per entry of ``rows [N]`` (row indices into ``stats``): ``[N, L]``."""
         n, c = rows.shape[0], self.num_circles

@@ -18,17 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def make_torus_model(num_nbhds: int = 5, seed: int = 0, **kwargs: object) -> tuple[object, object]:
-    """A small BundleNet and a torus datamodule (500 points, full batch)."""
+def make_torus_model(num_nbhds: int = 5, seed: int = 0, num_train: int = 500, **kwargs: object) -> tuple[object, object]:
+    """A small BundleNet and a torus datamodule (full batch)."""
     from bundlenet import BundleNet, Torus
     from bundlenet.datamodule import BundleDataModule
     from bundlenet.optim import cosine_with_warmup
 
     pl.seed_everything(seed, verbose=False)
-    dm = BundleDataModule(Torus(), num_train=500, num_val_fibers=2, val_fiber_points=100, seed=seed)
+    dm = BundleDataModule(Torus(), num_train=num_train, num_val_fibers=2, val_fiber_points=100, seed=seed)
     dm.setup("fit")
-    options = dict(num_nbhds=num_nbhds, num_blocks=3, hidden_features=48, depth=1,
-                   optimizer=functools.partial(torch.optim.Adam, lr=3e-3),
+    options = dict(num_nbhds=num_nbhds, optimizer=functools.partial(torch.optim.Adam, lr=2e-3),
                    scheduler=functools.partial(cosine_with_warmup, warmup_steps=20))
     options.update(kwargs)
     model = BundleNet(dm.spec, **options)
@@ -48,8 +47,9 @@ def fit(model: pl.LightningModule, dm: pl.LightningDataModule, steps: int, root:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
-    """A torus BundleNet trained for a few hundred steps, its datamodule and its last checkpoint."""
+    """A torus BundleNet (default architecture, 100 neighbourhoods, 1000 points) trained for
+    300 full-batch steps, its datamodule and its last checkpoint."""
     root = tmp_path_factory.mktemp("trained")
-    model, dm = make_torus_model()
+    model, dm = make_torus_model(num_nbhds=100, num_train=1000)
     fit(model, dm, steps=300, root=root)
     return model, dm, root / "checkpoints" / "last.ckpt"

@@ -12,7 +12,7 @@ def test_commutativity_falls_tenfold_and_fibers_land_on_the_torus(trained) -> No
 
     model, dm, _ = trained
     total, base = dm.train_tensors()
-    fresh, _ = make_torus_model()
+    fresh, _ = make_torus_model(num_nbhds=model.cover.num_nbhds)
     fresh.fit_data(total, base)
     with torch.no_grad():
         before = float(fresh.loss_terms(total, base).commutativity)
@@ -38,7 +38,7 @@ def test_project_recovers_base_points(trained) -> None:
     model, dm, _ = trained
     total, base = dm.train_tensors()
     err = (model.project(total[:200]) - base[:200]).norm(dim=1)
-    assert float(err.median()) < 0.5
+    assert float(err.median()) < 0.2
     t = model.trivialize(total[:10])
     assert t.base.shape == (10, 2) and t.fiber.shape == (10, model.total_dim - 2) and t.neighbourhood.shape == (10,)
 

@@ -71,11 +71,11 @@ class BundleNet(BundleModel):
     def __init__(
         self,
         spec: BundleSpec | dict[str, Any],
-        num_nbhds: int = 25,
+        num_nbhds: int = 100,
         total_dim: int | None = None,
         num_circles: int | None = None,
         num_blocks: int = 4,
-        hidden_features: int = 64,
+        hidden_features: int = 96,
         depth: int = 2,
         coupling: Coupling = "rq_spline",
         num_bins: int = 8,
@@ -84,7 +84,7 @@ class BundleNet(BundleModel):
         context: Literal["centre", "embedding", "both"] = "centre",
         embedding_dim: int = 8,
         loss_weights: dict[str, float] | None = None,
-        num_generated: int = 5,
+        num_generated: int = 2,
         overlap: int = 2,
         latent_momentum: float = 0.1,
         cover_seed: int = 0,
@@ -222,10 +222,10 @@ class BundleNet(BundleModel):
     def trivialize(self, total: object) -> Trivialized:
         """φ(x) through the chart consistent with x: ``[N, d_E]`` → :class:`Trivialized`.
 
-        Every chart k is tried and predicts a base point ŷ_k. A chart is consistent when ŷ_k
-        lies in its own neighbourhood; each chart votes for the neighbourhood its ŷ_k lies in.
-        The chosen chart is the consistent one with the most votes (charts agree where the
-        cover overlaps), ties broken by the distance of ŷ_k to the chart's centre.
+        Every chart k is tried: φ_k(x) = (ŷ_k, z_k). A chart is consistent when ŷ_k lies in its
+        own neighbourhood. Among consistent charts (all charts if none is), the chosen one is
+        the chart under whose fiber prior z_k is most likely: far-away charts extrapolate and
+        send x to latents no point of their neighbourhood has.
         """
         x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)
         k = self.cover.num_nbhds
@@ -237,13 +237,11 @@ class BundleNet(BundleModel):
             bases.append(b.reshape(chunk.shape[0], k, -1))
             latents.append(z.reshape(chunk.shape[0], k, -1))
         base, latent = torch.cat(bases), torch.cat(latents)
-        dist = (base - self.cover.centres.unsqueeze(0)).norm(dim=-1)
-        lands_in = self.cover.assign(base.reshape(-1, base.shape[-1])).reshape(dist.shape)
+        lands_in = self.cover.assign(base.reshape(-1, base.shape[-1])).reshape(base.shape[:2])
         consistent = lands_in == torch.arange(k, device=x.device)
-        votes = nn.functional.one_hot(lands_in, k).sum(dim=1).to(dist.dtype)
-        rank = dist / (dist.max() + 1)  # in [0, 1): only breaks ties between equal vote counts
-        score = torch.where(consistent, votes - rank, torch.full_like(dist, -1.0) - rank)
-        chart = score.argmax(dim=1)
+        consistent = consistent | ~consistent.any(dim=1, keepdim=True)
+        nll = self.prior.negative_log_likelihood(latent)
+        chart = torch.where(consistent, nll, torch.full_like(nll, float("inf"))).argmin(dim=1)
         rows = torch.arange(x.shape[0], device=x.device)
         return Trivialized(base[rows, chart], latent[rows, chart], chart)
 
