@@ -6,14 +6,14 @@ import hydra
 from omegaconf import DictConfig
 
 from bundlenet.cli import run_cli
-from bundlenet.training import train
+from bundlenet.training import lookup, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run_cli(train, cfg)
     target = cfg.get("optimized_metric")
-    return metrics.get(target) if target else None
+    return lookup(metrics, target) if target else None
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class Groups:
     mask: Tensor
     neighbourhood: Tensor
 
+    def select(self, rows: Tensor) -> Groups:
+        """The given groups only (an index or boolean mask over groups)."""
+        return Groups(self.index[rows], self.mask[rows], self.neighbourhood[rows])
+
     def repeat(self, times: int) -> Groups:
         """Each entry repeated ``times`` times in place: ``[G, M]`` → ``[G, times·M]``."""
         return Groups(

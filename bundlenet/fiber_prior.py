@@ -24,6 +24,10 @@ class LatentStats:
     radius_mean: Tensor
     radius_std: Tensor
 
+    def select(self, rows: Tensor) -> LatentStats:
+        """The statistics of the given rows (an index or boolean mask)."""
+        return LatentStats(self.mean[rows], self.std[rows], self.radius_mean[rows], self.radius_std[rows])
+
     def detach(self) -> LatentStats:
         return LatentStats(self.mean.detach(), self.std.detach(), self.radius_mean.detach(), self.radius_std.detach())
 

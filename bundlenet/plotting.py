@@ -15,6 +15,19 @@ from torch import Tensor  # noqa: E402
 from bundlenet.io import write_with  # noqa: E402
 
 
+def projections(dim: int, max_panels: int = 3) -> list[tuple[int, ...]]:
+    """Coordinate groups to draw: all three for 3-D data, else pairs (0,1), (2,3), ... with the
+    last pair ending at the last coordinate; a single coordinate for 1-D data."""
+    if dim <= 1:
+        return [(0,)]
+    if dim == 3:
+        return [(0, 1, 2)]
+    pairs = [(j, j + 1) for j in range(0, dim - 1, 2)]
+    if dim % 2:
+        pairs.append((dim - 2, dim - 1))
+    return pairs[:max_panels]
+
+
 def plot_fibers(
     path: str | os.PathLike[str],
     base: Tensor,
@@ -25,19 +38,23 @@ def plot_fibers(
 ) -> None:
     """True vs generated fibers, one panel per base point.
 
-    ``base [P, d_B]``, ``true [P, n, d_E]``, ``generated [P, m, d_E]``. Three or more total
-    coordinates are drawn in 3-D (the first three), fewer in 2-D.
+    ``base [P, d_B]``, ``true [P, n, d_E]``, ``generated [P, m, d_E]``. Exactly three total
+    coordinates are drawn in 3-D; more are drawn as 2-D projections on the coordinate pairs
+    (0,1), (2,3), ... (one row of panels per pair, at most 3 rows); two or one in 2-D.
     """
     num = base.shape[0]
+    d_e = true.shape[-1]
+    three_d = d_e == 3
+    pairs = projections(d_e)
     cols = min(num, 4)
-    rows = math.ceil(num / cols)
-    three_d = true.shape[-1] >= 3
+    rows = math.ceil(num / cols) * len(pairs)
     fig = plt.figure(figsize=(4.2 * cols, 4.0 * rows))
-    for i in range(num):
-        ax = fig.add_subplot(rows, cols, i + 1, projection="3d" if three_d else None)
-        dims = 3 if three_d else min(2, true.shape[-1])
-        t = true[i, :, :dims].cpu().numpy()
-        g = generated[i, :, :dims].cpu().numpy()
+    for panel in range(num * len(pairs)):
+        i, dims_idx = panel % num, list(pairs[panel // num])
+        ax = fig.add_subplot(rows, cols, panel + 1, projection="3d" if three_d else None)
+        dims = len(dims_idx)
+        t = true[i][:, dims_idx].cpu().numpy()
+        g = generated[i][:, dims_idx].cpu().numpy()
         if dims == 1:
             ax.scatter(t[:, 0], [0] * len(t), s=6, alpha=0.6, label="true fiber")
             ax.scatter(g[:, 0], [1] * len(g), s=6, alpha=0.6, label="generated")
@@ -46,16 +63,55 @@ def plot_fibers(
             ax.scatter(*g.T, s=6, alpha=0.6, label="generated")
         if dims >= 2:
             ax.set_aspect("equal", adjustable="datalim" if dims == 2 else "box")
-        ax.set_xlabel(total_names[0])
+        ax.set_xlabel(total_names[dims_idx[0]])
         if dims >= 2:
-            ax.set_ylabel(total_names[1])
+            ax.set_ylabel(total_names[dims_idx[1]])
         if dims >= 3:
-            ax.set_zlabel(total_names[2])
+            ax.set_zlabel(total_names[dims_idx[2]])
         where = ", ".join(f"{n}={v:.2f}" for n, v in zip(base_names, base[i].tolist()))
         ax.set_title(where, fontsize=9)
-        if i == 0:
+        if panel == 0:
             ax.legend(loc="upper left", fontsize=8)
     fig.suptitle("fibers: true vs generated")
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int, float]]]) -> None:
+    """Loss and validation curves: one panel per metric, value against optimizer step."""
+    names = sorted(history)
+    if not names:
+        return
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps, values = zip(*history[name])
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Tensor, num_circles: int, max_nbhds: int = 6) -> None:
+    """The encoded fiber latents of training points: each circle pair as a 2-D scatter
+    (should be a ring), coloured by neighbourhood (the first ``max_nbhds`` neighbourhoods);
+    with no circle, the first two latent coordinates."""
+    pairs = [(2 * j, 2 * j + 1) for j in range(num_circles)] or [(0, min(1, latent.shape[1] - 1))]
+    keep = neighbourhood < max_nbhds
+    z, k = latent[keep].cpu().numpy(), neighbourhood[keep].cpu().numpy()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
+    for ax, (a, b) in zip(axes.flat, pairs):
+        points = ax.scatter(z[:, a], z[:, b], c=k, s=8, cmap="tab10", vmin=0, vmax=max(max_nbhds - 1, 1))
+        ax.set_xlabel(f"z{a}")
+        ax.set_ylabel(f"z{b}")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title("circle pair" if num_circles else "latent coordinates", fontsize=9)
+    fig.colorbar(points, ax=axes.ravel().tolist(), label="neighbourhood")
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -4,6 +4,7 @@ evaluate, and write the run's files."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -13,10 +14,12 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
+from bundlenet.callbacks import MetricHistory
 from bundlenet.evaluate import fiber_metrics, global_metrics
 from bundlenet.io import write_json, write_text
-from bundlenet.plotting import plot_fibers
+from bundlenet.plotting import plot_curves, plot_fibers, plot_latent
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
 
+    os.environ.setdefault("WANDB_SILENT", "true")  # no banners or prompts; we log where the run is
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("output dir: %s", out)
@@ -56,6 +62,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": trainer.global_step}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         metrics.update(final_report(cfg, model, datamodule, out))
+        history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
+        if history is not None:
+            plot_curves(out / "curves.png", history.history)
+        publish(trainer, metrics, out)
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):
+                lg.experiment.finish()
+                log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, Path(lg.experiment.dir).parent if lg.experiment else lg.save_dir)
         ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(trainer.checkpoint_callback, "best_model_path", "")
         metrics["checkpoint"] = str(ckpt)
         write_json(out / "metrics.json", metrics)
@@ -64,6 +78,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                  metrics["fiber"]["mmd"]["value"], metrics["fiber"]["mmd"]["noise_floor"])
         log.info("checkpoint: %s", ckpt)
     return metrics
+
+
+def lookup(metrics: dict[str, Any], key: str) -> Any:
+    """``metrics["a"]["b"]`` for the dotted key ``"a.b"`` (``None`` when absent)."""
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict with ``/``-joined keys."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def publish(trainer: pl.Trainer, metrics: dict[str, Any], out: Path) -> None:
+    """Send the final metrics and figures to the configured loggers (wandb gets the images).
+
+    The CSV logger is skipped: its table has fixed columns, and metrics.json holds these values.
+    """
+    final = {f"final/{k}": v for k, v in flatten(metrics).items()}
+    for lg in trainer.loggers:
+        if isinstance(lg, CSVLogger):
+            continue
+        lg.log_metrics(final, step=trainer.global_step)
+        if hasattr(lg, "log_image"):
+            images = [p for p in (out / "fibers.png", out / "latent.png", out / "curves.png") if p.exists()]
+            lg.log_image(key="figures", images=[str(p) for p in images], caption=[p.stem for p in images])
+        lg.save()
 
 
 def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:
@@ -76,6 +128,12 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path) -> dic
     base = bundle.sample_total(ev.plot_fibers, gen).base
     plot_fibers(out / "fibers.png", base, bundle.sample_fiber(base, ev.num_points, gen),
                 model.sample_fiber(base, ev.num_points, seed=ev.seed).cpu(), bundle.total_names, bundle.base_names)
+    if hasattr(model, "encode"):
+        total, base = datamodule.train_tensors()
+        with torch.no_grad():
+            nbhd = model.cover.assign(base.to(model.device))
+            _, latent = model.encode(total.to(model.device), nbhd)
+        plot_latent(out / "latent.png", latent, nbhd, model.prior.num_circles)
     return {
         "fiber": {name: m.to_dict() for name, m in fiber.items()},
         "global": {name: m.to_dict() for name, m in glob.items()},

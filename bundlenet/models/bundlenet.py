@@ -158,19 +158,30 @@ class BundleNet(BundleModel):
         return x
 
     # ----------------------------------------------------------------- training
-    def loss_terms(self, total: Tensor, base: Tensor, update_prior: bool = False) -> LossTerms:
-        """The four loss terms on a batch ``total [N, d_E]``, ``base [N, d_B]``."""
+    def loss_terms(self, total: Tensor, base: Tensor, update_prior: bool = False, shard: tuple[int, int] = (0, 1)) -> LossTerms:
+        """The four loss terms on a batch ``total [N, d_E]``, ``base [N, d_B]``.
+
+        ``shard = (rank, world_size)``: under DDP every rank gets the same batch, encodes all of
+        it (so the latent statistics, and the prior buffers, agree on every rank) and computes
+        the loss terms of its own neighbourhoods, ``k % world_size == rank``; DDP's gradient
+        average then covers every neighbourhood once.
+        """
+        rank, world = shard
         overlap = self.hparams.overlap
         charts = self.cover.nearest(base, overlap)  # [N, overlap], nearest first
         nbhd = charts[:, 0]
         base_hat, latent = self.encode(total.repeat_interleave(overlap, dim=0), charts.reshape(-1))
-        comm = commutativity_error(base_hat, base.repeat_interleave(overlap, dim=0))
+        mine = (nbhd % world == rank).repeat_interleave(overlap)
+        comm = commutativity_error(base_hat[mine], base.repeat_interleave(overlap, dim=0)[mine]) if bool(mine.any()) else base_hat.sum() * 0
         latent = latent.reshape(total.shape[0], overlap, -1)[:, 0]
 
         groups = group_by(nbhd, self.cover.num_nbhds)
         stats = self.prior.statistics(latent[groups.index], groups.mask)
         if update_prior:
             self.prior.update(stats, groups.neighbourhood)
+        if world > 1:
+            own = groups.neighbourhood % world == rank
+            groups, stats = groups.select(own), stats.select(own)
 
         gen_groups = groups.repeat(self.hparams.num_generated)
         row = torch.arange(groups.index.shape[0], device=nbhd.device).unsqueeze(1).expand_as(gen_groups.index)
@@ -186,7 +197,8 @@ class BundleNet(BundleModel):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = batch
-        terms = self.loss_terms(total, base, update_prior=True)
+        shard = (self.trainer.global_rank, self.trainer.world_size) if self._trainer is not None else (0, 1)
+        terms = self.loss_terms(total, base, update_prior=True, shard=shard)
         loss = terms.total(self.loss_weights)
         if not torch.isfinite(loss):
             bad = [name for name, value in terms.items().items() if not torch.isfinite(value)]
@@ -196,8 +208,8 @@ class BundleNet(BundleModel):
             )
         size = total.shape[0]
         for name, value in terms.items().items():
-            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "commutativity")
-        self.log("train/loss", loss, batch_size=size)
+            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "commutativity", sync_dist=shard[1] > 1)
+        self.log("train/loss", loss, batch_size=size, sync_dist=shard[1] > 1)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
