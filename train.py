@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from bundlenet.cli import run_cli
+from bundlenet.cli import check_group_choices, run_cli
 from bundlenet.training import lookup, train
 
 
@@ -17,4 +20,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_choices(Path(__file__).resolve().parent / "conf", sys.argv[1:])
     main()

@@ -34,6 +34,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def check_version(written_by: str, path: str | os.PathLike[str]) -> None:
+    """Refuse checkpoints of another release series (major, and minor while major is 0)."""
+    from bundlenet import __version__
+
+    def series(version: str) -> tuple[str, ...]:
+        parts = version.split(".")
+        return tuple(parts[:2]) if parts[0] == "0" else tuple(parts[:1])
+
+    if series(written_by) != series(__version__):
+        raise CheckpointError(
+            f"checkpoint {path} was written by bundlenet {written_by}, incompatible with this bundlenet "
+            f"{__version__}; install bundlenet=={written_by} to use it, or retrain"
+        )
+
+
 def model_class(name: str) -> type[BundleModel]:
     """Resolve a model class recorded in a checkpoint (only classes of this package)."""
     module, _, qualname = name.rpartition(".")
@@ -51,6 +66,7 @@ def model_class(name: str) -> type[BundleModel]:
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> BundleModel:
     """Build the model recorded in the checkpoint and load its weights; eval mode."""
     ckpt = read_checkpoint(path)
+    check_version(str(ckpt["bundlenet"].get("version", "unknown")), path)
     cls = model_class(str(ckpt["bundlenet"].get("model", "")))
     try:
         model = cls(**ckpt.get("hyper_parameters", {}))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from bundlenet.errors import BundleNetError
@@ -35,3 +36,21 @@ def user_error(err: BaseException | None) -> BundleNetError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def check_group_choices(conf_dir: Path, argv: Sequence[str]) -> None:
+    """Refuse ``group=name`` overrides (e.g. ``data=wine2``) naming a config that does not exist.
+
+    Hydra's own message spans several lines; this one is a single ``error:`` line that lists
+    the choices. Sweeps (``data=torus,moebius``) are checked value by value.
+    """
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or "." in key or not (conf_dir / key).is_dir():
+            continue
+        choices = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+        for name in value.split(","):
+            name = name.strip()
+            if name and name != "null" and name not in choices and not name.startswith(("choice(", "range(", "glob(")):
+                print(f"error: unknown {key} '{name}'; choose one of: {', '.join(choices)}", file=sys.stderr)
+                sys.exit(2)

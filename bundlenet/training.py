@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from bundlenet.callbacks import MetricHistory
+from bundlenet.errors import InputError
 from bundlenet.evaluate import fiber_metrics, global_metrics
 from bundlenet.io import write_json, write_text
 from bundlenet.plotting import plot_curves, plot_fibers, plot_latent
@@ -39,6 +40,9 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, evaluate and write outputs; return the final metrics (also in ``metrics.json``)."""
     start = time.perf_counter()
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
+        raise InputError(f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir")
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("seed") is not None:
@@ -58,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("output dir: %s", out)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": trainer.global_step}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         metrics.update(final_report(cfg, model, datamodule, out))

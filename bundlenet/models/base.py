@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, check_points
 from bundlenet.errors import InputError
-from bundlenet.metrics import wasserstein
+from bundlenet.metrics import pairwise_distances, wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,20 @@ class EmpiricalBase(nn.Module):
         if key in state_dict:
             self.points = torch.empty_like(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def warn_if_far(self, base: Tensor, fraction: float = 0.1) -> None:
+        """Warn about base points farther than ``fraction`` × the training base extent from every
+        training base point: their fibers are extrapolated."""
+        if self.points.shape[0] == 0:
+            return
+        extent = float((self.points.max(0).values - self.points.min(0).values).norm())
+        distance = pairwise_distances(base.to(self.points), self.points).min(dim=1).values
+        far = (distance > fraction * extent).nonzero().squeeze(1).tolist()
+        for i in far[:5]:
+            log.warning(
+                "base point %d %s is %.3g from the nearest training base point (data extent %.3g): "
+                "its fiber is extrapolated", i, [round(v, 4) for v in base[i].tolist()], float(distance[i]), extent,
+            )
 
     def draw(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         if self.points.shape[0] == 0:
@@ -138,19 +152,25 @@ class BundleModel(pl.LightningModule, ABC):
 
     @torch.no_grad()
     def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``."""
+        """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``.
+
+        Base points far from all training base points are sampled, with a warning.
+        """
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         base = self.check_base(base)
-        gen = self._generator(seed, generator)
-        repeated = base.repeat_interleave(int(num_samples), dim=0)
+        self.base_bank.warn_if_far(base)
+        return self._fibers(base, int(num_samples), self._generator(seed, generator))
+
+    def _fibers(self, base: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        repeated = base.repeat_interleave(num_samples, dim=0)
         was_training = self.training
         self.eval()
         try:
-            x = self.generate(repeated, gen)
+            x = self.generate(repeated, generator)
         finally:
             self.train(was_training)
-        return x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
+        return x.reshape(base.shape[0], num_samples, self.spec.total_dim)
 
     @torch.no_grad()
     def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -159,7 +179,7 @@ class BundleModel(pl.LightningModule, ABC):
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         gen = self._generator(seed, generator)
         base = self.base_bank.draw(int(num_samples), gen)
-        x = self.sample_fiber(base, 1, generator=gen).squeeze(1)
+        x = self._fibers(base, 1, gen).squeeze(1)
         return (x, base) if return_base else x
 
     # ----------------------------------------------------------------- validation

@@ -96,6 +96,8 @@ class BundleNet(BundleModel):
         num_circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
         total_dim = max(d_e, d_b + 2 * num_circles, d_b + 1) if total_dim is None else int(total_dim)
         _check_dims(d_e, d_b, total_dim, num_circles)
+        if num_nbhds < 1:
+            raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
         if not 1 <= overlap <= num_nbhds:
             raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
         if context not in ("centre", "embedding", "both"):
