@@ -63,7 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("output dir: %s", out)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": trainer.global_step}
+    ckpt = final_checkpoint(trainer)
+    # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
+    steps = trainer.global_step or (int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else 0)
+    metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         metrics.update(final_report(cfg, model, datamodule, out))
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
@@ -74,7 +77,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if isinstance(lg, WandbLogger):
                 lg.experiment.finish()
                 log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, Path(lg.experiment.dir).parent if lg.experiment else lg.save_dir)
-        ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(trainer.checkpoint_callback, "best_model_path", "")
         metrics["checkpoint"] = str(ckpt)
         write_json(out / "metrics.json", metrics)
         log.info("fiber W2 %.4f (noise floor %.4f, ratio %.2f); fiber MMD %.5f (noise floor %.5f)",
@@ -82,6 +84,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                  metrics["fiber"]["mmd"]["value"], metrics["fiber"]["mmd"]["noise_floor"])
         log.info("checkpoint: %s", ckpt)
     return metrics
+
+
+def final_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The run's last checkpoint (``last.ckpt``), else its best one, else ``None``."""
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return None
+    candidates = [getattr(cb, "last_model_path", ""), Path(cb.dirpath, "last.ckpt") if getattr(cb, "dirpath", None) else "",
+                  getattr(cb, "best_model_path", "")]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
 def lookup(metrics: dict[str, Any], key: str) -> Any:
