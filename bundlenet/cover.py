@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
@@ -14,6 +15,7 @@ from bundlenet.errors import InputError
 from bundlenet.metrics import pairwise_distances
 
 log = logging.getLogger(__name__)
+rank_zero_warn = rank_zero_only(log.warning)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Cover(nn.Module):
         sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
         small = (sizes < 2).nonzero().squeeze(1).tolist()
         if small:
-            log.warning("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
+            rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
         return sizes
 
     def assign(self, base: Tensor) -> Tensor:

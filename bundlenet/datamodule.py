@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
@@ -15,6 +16,7 @@ from bundlenet.errors import InputError
 from bundlenet.metrics import wasserstein
 
 log = logging.getLogger(__name__)
+rank_zero_info = rank_zero_only(log.info)
 
 
 class _Rows(Dataset):
@@ -104,7 +106,7 @@ class BundleDataModule(pl.LightningDataModule):
         fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen)
         floor = wasserstein(fibers, self.bundle.sample_fiber(val_base, self.val_fiber_points, gen))
         self.val = (val_base, fibers, floor)
-        log.info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
+        rank_zero_info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
 
     def train_tensors(self) -> tuple[Tensor, Tensor]:
         """The training ``(total, base)`` tensors (used by models to fit their cover and scalers)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, check_points
@@ -18,6 +19,7 @@ from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactor
 from bundlenet.trivialization import Coupling, LocalTrivialization
 
 log = logging.getLogger(__name__)
+rank_zero_info = rank_zero_only(log.info)
 
 _CHUNK = 65_536
 
@@ -132,7 +134,7 @@ class BundleNet(BundleModel):
     # ----------------------------------------------------------------- pieces
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
         sizes = self.cover.fit(base, seed=self.hparams.cover_seed)
-        log.info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
+        rank_zero_info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
 
     def context(self, neighbourhood: Tensor) -> Tensor:
         """The condition of φ for each neighbourhood index ``[N]`` → ``[N, C]``."""
