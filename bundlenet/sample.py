@@ -1,7 +1,9 @@
 """Sample fibers from a checkpoint alone: ``python -m bundlenet.sample ckpt_path=... base_points=...``.
 
 Writes a CSV whose header is the base column names then the total-space column names, one row
-per sample, ``len(base_points) × num_samples`` rows (DESIGN §3).
+per sample, ``len(base_points) × num_samples`` rows (DESIGN §3). ``units=original`` (default):
+base points are given, and samples written, in the units of the training data's file;
+``units=scaled``: in the model's scaled units (e.g. [0, 10] after min-max scaling).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bundlenet.cli import run_cli
+from bundlenet.bundles.base import check_points
 from bundlenet.checkpoint import load_model
 from bundlenet.errors import InputError
 from bundlenet.io import atomic_path
@@ -73,8 +76,9 @@ def sample(cfg: DictConfig) -> Path:
             raise InputError(f"base_points must be a list of {len(names)}-number lists ({','.join(names)}), got {points}") from None
     else:
         base = read_base_points(cfg.base_points_file, names)
-    base = model.check_base(base)
-    samples = model.sample_fiber(base, num, seed=cfg.seed)
+    units = cfg.get("units", "original")
+    base = check_points(base, len(names), "base point", names)
+    samples = model.sample_fiber(base, num, seed=cfg.seed, units=units)
     write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
     return output

@@ -53,6 +53,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
+    # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
+    model.fit_data(*datamodule.train_tensors())
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

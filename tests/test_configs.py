@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
 
 CONF = REPO / "conf"
 
@@ -31,9 +31,22 @@ def compose_train(overrides: list[str], out: Path):
     return cfg
 
 
+def data_overrides(name: str, tmp_path: Path) -> list[str]:
+    """What a data config needs besides its defaults: the UCI copies, or a table for data=csv."""
+    if name in ("wine", "airfoil"):
+        if not (SHARED_DATA / "uci").is_dir():
+            pytest.skip("../shared/data/uci not present")
+        return [f"data.root={SHARED_DATA / 'uci'}", "data.download=false"]
+    if name == "csv":
+        table = tmp_path / "table.csv"
+        table.write_text("y,a,b\n" + "".join(f"{i % 5},{i},{(i * 7) % 11}\n" for i in range(300)))
+        return [f"data.path={table}", "data.base_columns=[y]"]
+    return []
+
+
 @pytest.mark.parametrize("name", options("data"))
 def test_data_configs_instantiate(name: str, tmp_path: Path) -> None:
-    cfg = compose_train([f"data={name}", "data.num_train=200"], tmp_path)
+    cfg = compose_train([f"data={name}", "data.num_train=200", *data_overrides(name, tmp_path)], tmp_path)
     dm = instantiate(cfg.data)
     dm.setup("fit")
     total, base = dm.train_tensors()
@@ -50,7 +63,8 @@ def test_model_configs_instantiate(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_configs_instantiate(name: str, tmp_path: Path) -> None:
-    cfg = compose_train([f"experiment={name}"], tmp_path)
+    data = {"paper_wine": "wine", "paper_airfoil": "airfoil"}.get(name, "")
+    cfg = compose_train([f"experiment={name}", *data_overrides(data, tmp_path)], tmp_path)
     dm = instantiate(cfg.data)
     instantiate(cfg.model, spec=dm.spec)
     instantiate(cfg.trainer, logger=False, enable_progress_bar=False)

@@ -7,9 +7,10 @@ bundles implement all three exactly; the evaluation uses ``sample_fiber`` as gro
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -34,16 +35,36 @@ class BundleSamples:
 class BundleSpec:
     """What a model must know of its data, stored in every checkpoint.
 
+    The model works in *scaled* units; users give and get *original* units (those of the data
+    file). Per column, ``scaled = (original − offset) / scale``. Offsets and scales are ``None``
+    for the identity (synthetic data, checkpoints written before scaling existed).
+
     Attributes:
         base_names: names of the base coordinates (output columns), ``d_B`` of them.
         total_names: names of the total-space coordinates (input columns), ``d_E`` of them.
         fiber_circles: number of circle factors expected in a fiber (default of
             ``model.num_circles``).
+        base_offset, base_scale: ``d_B`` numbers each, or ``None``.
+        total_offset, total_scale: ``d_E`` numbers each, or ``None``.
     """
 
     base_names: tuple[str, ...]
     total_names: tuple[str, ...]
     fiber_circles: int = 0
+    base_offset: tuple[float, ...] | None = None
+    base_scale: tuple[float, ...] | None = None
+    total_offset: tuple[float, ...] | None = None
+    total_scale: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for part, dim in (("base", self.base_dim), ("total", self.total_dim)):
+            for kind in ("offset", "scale"):
+                values = getattr(self, f"{part}_{kind}")
+                if values is not None and len(values) != dim:
+                    raise InputError(f"spec {part}_{kind} has {len(values)} values for {dim} {part} columns")
+            scale = getattr(self, f"{part}_scale")
+            if scale is not None and not all(math.isfinite(v) and v > 0 for v in scale):
+                raise InputError(f"spec {part}_scale must be finite and positive, got {list(scale)}")
 
     @property
     def base_dim(self) -> int:
@@ -53,20 +74,51 @@ class BundleSpec:
     def total_dim(self) -> int:
         return len(self.total_names)
 
+    def to_scaled(self, points: Tensor, part: Literal["base", "total"]) -> Tensor:
+        """Original → scaled units: ``(x − offset) / scale`` per column of ``points [..., d]``."""
+        offset, scale = self._affine(part, points)
+        return points if offset is None else (points - offset) / scale
+
+    def to_original(self, points: Tensor, part: Literal["base", "total"]) -> Tensor:
+        """Scaled → original units: ``x · scale + offset`` per column of ``points [..., d]``."""
+        offset, scale = self._affine(part, points)
+        return points if offset is None else points * scale + offset
+
+    def _affine(self, part: str, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        offset, scale = getattr(self, f"{part}_offset"), getattr(self, f"{part}_scale")
+        if offset is None and scale is None:
+            return None, None
+        dim = self.base_dim if part == "base" else self.total_dim
+        off = torch.tensor(offset if offset is not None else [0.0] * dim, dtype=like.dtype, device=like.device)
+        sc = torch.tensor(scale if scale is not None else [1.0] * dim, dtype=like.dtype, device=like.device)
+        return off, sc
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only (lists, ints), safe for ``torch.load(weights_only=True)``."""
-        d = asdict(self)
-        return {"base_names": list(d["base_names"]), "total_names": list(d["total_names"]), "fiber_circles": int(d["fiber_circles"])}
+        """Plain types only (lists, ints, floats), safe for ``torch.load(weights_only=True)``.
+
+        Identity scalings are left out, so specs of synthetic data are unchanged.
+        """
+        d: dict[str, Any] = {"base_names": list(self.base_names), "total_names": list(self.total_names), "fiber_circles": int(self.fiber_circles)}
+        for key in _SCALING_KEYS:
+            values = getattr(self, key)
+            if values is not None:
+                d[key] = [float(v) for v in values]
+        return d
 
     @classmethod
     def coerce(cls, spec: BundleSpec | dict[str, Any]) -> BundleSpec:
         if isinstance(spec, BundleSpec):
             return spec
+        scaling = {key: tuple(float(v) for v in spec[key]) for key in _SCALING_KEYS if spec.get(key) is not None}
         return cls(
             base_names=tuple(str(n) for n in spec["base_names"]),
             total_names=tuple(str(n) for n in spec["total_names"]),
             fiber_circles=int(spec.get("fiber_circles", 0)),
+            **scaling,
         )
+
+
+_SCALING_KEYS = ("base_offset", "base_scale", "total_offset", "total_scale")
 
 
 class Bundle(ABC):

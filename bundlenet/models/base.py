@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -18,6 +18,7 @@ from bundlenet.metrics import pairwise_distances, wasserstein
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+Units = Literal["original", "scaled"]
 SchedulerFactory = Callable[..., Any]
 
 
@@ -139,9 +140,11 @@ class BundleModel(pl.LightningModule, ABC):
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One total-space sample for each base point: ``[N, d_B]`` → ``[N, d_E]``."""
 
-    def check_base(self, base: object) -> Tensor:
-        """Validate user base points and move them to the model: ``[B, d_B]``."""
-        return check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)
+    def check_base(self, base: object, units: Units = "original") -> Tensor:
+        """Validate user base points ``[B, d_B]`` in ``units`` and return them on the model in
+        its scaled units (``spec.to_scaled``; the identity for synthetic data)."""
+        points = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)
+        return self.spec.to_scaled(points, "base") if check_units(units) == "original" else points
 
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if generator is not None:
@@ -151,18 +154,22 @@ class BundleModel(pl.LightningModule, ABC):
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.no_grad()
-    def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None, units: Units = "original") -> Tensor:
         """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``.
 
+        ``units="original"`` (default): base points and samples in the units of the data file;
+        ``"scaled"``: in the model's scaled units (``spec``; identical for synthetic data).
         Base points far from all training base points are sampled, with a warning.
         """
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
-        base = self.check_base(base)
+        base = self.check_base(base, units)
         self.base_bank.warn_if_far(base)
-        return self._fibers(base, int(num_samples), self._generator(seed, generator))
+        x = self._fibers(base, int(num_samples), self._generator(seed, generator))
+        return self.spec.to_original(x, "total") if units == "original" else x
 
     def _fibers(self, base: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        """Fibers over scaled base points ``[B, d_B]`` → ``[B, num_samples, d_E]`` (scaled units)."""
         repeated = base.repeat_interleave(num_samples, dim=0)
         was_training = self.training
         self.eval()
@@ -173,19 +180,24 @@ class BundleModel(pl.LightningModule, ABC):
         return x.reshape(base.shape[0], num_samples, self.spec.total_dim)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Global samples ``[N, d_E]``, base points drawn from the training base distribution."""
+    def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False, units: Units = "original") -> Tensor | tuple[Tensor, Tensor]:
+        """Global samples ``[N, d_E]``, base points drawn from the training base distribution
+        (both in ``units``, see :meth:`sample_fiber`)."""
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        check_units(units)
         gen = self._generator(seed, generator)
         base = self.base_bank.draw(int(num_samples), gen)
         x = self._fibers(base, 1, gen).squeeze(1)
+        if units == "original":
+            x, base = self.spec.to_original(x, "total"), self.spec.to_original(base, "base")
         return (x, base) if return_base else x
 
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        """``batch = (base [P, d_B], true fibers [P, n, d_E], W2 floor [P])`` in scaled units."""
         base, fibers, floor = batch
-        gen = self.sample_fiber(base, fibers.shape[1], seed=batch_idx)
+        gen = self.sample_fiber(base, fibers.shape[1], seed=batch_idx, units="scaled")
         w2 = wasserstein(gen.float().cpu(), fibers.float().cpu())
         ratio = (w2 / floor.float().cpu()).mean()
         self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
@@ -207,3 +219,9 @@ class BundleModel(pl.LightningModule, ABC):
         from bundlenet import __version__
 
         checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+
+def check_units(units: str) -> str:
+    if units not in ("original", "scaled"):
+        raise InputError(f"units must be original or scaled, got {units!r}")
+    return units

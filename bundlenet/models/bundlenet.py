@@ -15,7 +15,7 @@ from bundlenet.cover import Cover, group_by
 from bundlenet.errors import InputError
 from bundlenet.fiber_prior import FiberPrior
 from bundlenet.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
-from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
+from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Units, check_units
 from bundlenet.trivialization import Coupling, LocalTrivialization
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Trivialized:
     """φ applied to total-space points.
 
     Attributes:
-        base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (original units).
+        base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (in the units asked for).
         fiber: ``[N, D − d_B]`` the fiber latent.
         neighbourhood: ``[N]`` the neighbourhood whose chart was used.
     """
@@ -235,8 +235,10 @@ class BundleNet(BundleModel):
         return torch.cat(out) if out else base.new_zeros(0, d_e)
 
     @torch.no_grad()
-    def trivialize(self, total: object) -> Trivialized:
+    def trivialize(self, total: object, units: Units = "original") -> Trivialized:
         """φ(x) through the chart consistent with x: ``[N, d_E]`` → :class:`Trivialized`.
+
+        ``total`` and the returned ``base`` are in ``units`` (see :meth:`sample_fiber`).
 
         Every chart k is tried: φ_k(x) = (ŷ_k, z_k). A chart is consistent when ŷ_k lies in its
         own neighbourhood. Among consistent charts (all charts if none is), the chosen one is
@@ -244,6 +246,9 @@ class BundleNet(BundleModel):
         send x to latents no point of their neighbourhood has.
         """
         x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)
+        original = check_units(units) == "original"
+        if original:
+            x = self.spec.to_scaled(x, "total")
         k = self.cover.num_nbhds
         bases, latents = [], []
         for chunk in x.split(max(1, _CHUNK // k)):
@@ -259,11 +264,12 @@ class BundleNet(BundleModel):
         nll = self.prior.negative_log_likelihood(latent)
         chart = torch.where(consistent, nll, torch.full_like(nll, float("inf"))).argmin(dim=1)
         rows = torch.arange(x.shape[0], device=x.device)
-        return Trivialized(base[rows, chart], latent[rows, chart], chart)
+        chosen = base[rows, chart]
+        return Trivialized(self.spec.to_original(chosen, "base") if original else chosen, latent[rows, chart], chart)
 
-    def project(self, total: object) -> Tensor:
-        """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map."""
-        return self.trivialize(total).base
+    def project(self, total: object, units: Units = "original") -> Tensor:
+        """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""
+        return self.trivialize(total, units).base
 
 
 def _check_dims(d_e: int, d_b: int, total_dim: int, num_circles: int) -> None:

@@ -1,0 +1,102 @@
+"""The datamodule of tables (wine, airfoil, any CSV): the fixed training split, empirical fibers.
+
+:class:`TabularDataModule` shares the loaders of :class:`~bundlenet.datamodule.BundleDataModule`;
+only where the points come from differs: training points are the rows of the table's seeded
+training split (scaled units), validation fibers are the table's empirical fibers. The
+functions :func:`wine_data`, :func:`airfoil_data` and :func:`csv_data` are the Hydra targets of
+``conf/data/{wine,airfoil,csv}.yaml``; their keys are the datamodule's options plus the
+table's (``root``/``path``, columns, scaling, split, fiber rule).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bundlenet.bundles.csv_table import csv_bundle
+from bundlenet.bundles.tabular import TabularBundle
+from bundlenet.bundles.uci import airfoil, wine
+from bundlenet.datamodule import BundleDataModule
+from bundlenet.errors import InputError
+from bundlenet.metrics import wasserstein
+
+log = logging.getLogger(__name__)
+
+
+class TabularDataModule(BundleDataModule):
+    """Training rows and validation fibers of a :class:`TabularBundle`.
+
+    Args:
+        bundle: the table.
+        num_train: ``None`` for every row of the training split, or a seeded subset of that many.
+        batch_size, steps_per_epoch, num_val_fibers, val_fiber_points, seed, num_workers: as
+            :class:`BundleDataModule`. Everything handed to the model is in scaled units.
+    """
+
+    bundle: TabularBundle
+
+    def __init__(
+        self,
+        bundle: TabularBundle,
+        num_train: int | None = None,
+        batch_size: int | None = None,
+        steps_per_epoch: int = 1,
+        num_val_fibers: int = 4,
+        val_fiber_points: int = 200,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        available = bundle.train_index.numel()
+        if num_train is not None and not 2 <= int(num_train) <= available:
+            raise InputError(f"data.num_train={num_train} must be between 2 and the {available} rows of the "
+                             f"training split (or null for all of them)")
+        super().__init__(bundle, available if num_train is None else int(num_train), batch_size, steps_per_epoch,
+                         num_val_fibers, val_fiber_points, seed, num_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        gen = torch.Generator().manual_seed(self.seed)
+        total, base = self.bundle.train_tensors()
+        if self.num_train < total.shape[0]:
+            keep = torch.randperm(total.shape[0], generator=gen)[: self.num_train].sort().values
+            total, base = total[keep], base[keep]
+        self.train = (total, base)
+        val_base = self.bundle.sample_total(self.num_val_fibers, gen, units="scaled").base
+        fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen, units="scaled")
+        other = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen, units="scaled")
+        floor = wasserstein(fibers, other)
+        self.val = (val_base, fibers, floor)
+        log.info("data: %d training rows; validation W2 noise floor %.4f (scaled units)", self.num_train, float(floor.mean()))
+
+
+_MODULE_OPTIONS = set(inspect.signature(TabularDataModule.__init__).parameters) - {"self", "bundle"}
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Options of the table vs options of the datamodule."""
+    module = {k: v for k, v in options.items() if k in _MODULE_OPTIONS}
+    table = {k: v for k, v in options.items() if k not in _MODULE_OPTIONS}
+    return table, module
+
+
+def wine_data(root: str | Path | None = None, download: bool = True, **options: Any) -> TabularDataModule:
+    """``data=wine``: :func:`bundlenet.bundles.uci.wine` in a :class:`TabularDataModule`."""
+    table, module = _split(options)
+    return TabularDataModule(wine(root, download, **table), **module)
+
+
+def airfoil_data(root: str | Path | None = None, download: bool = True, **options: Any) -> TabularDataModule:
+    """``data=airfoil``: :func:`bundlenet.bundles.uci.airfoil` in a :class:`TabularDataModule`."""
+    table, module = _split(options)
+    return TabularDataModule(airfoil(root, download, **table), **module)
+
+
+def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: str = "error", **options: Any) -> TabularDataModule:
+    """``data=csv``: :func:`bundlenet.bundles.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
+    table, module = _split(options)
+    return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, **table), **module)
