@@ -66,8 +66,12 @@ def test_experiment_configs_instantiate(name: str, tmp_path: Path) -> None:
     data = {"paper_wine": "wine", "paper_airfoil": "airfoil"}.get(name, "")
     cfg = compose_train([f"experiment={name}", *data_overrides(data, tmp_path)], tmp_path)
     dm = instantiate(cfg.data)
-    instantiate(cfg.model, spec=dm.spec)
+    model = instantiate(cfg.model, spec=dm.spec)
     instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    # the optimizer and schedule build as configure_optimizers builds them
+    optimizer = model.optimizer_factory(params=model.parameters())
+    if model.scheduler_factory is not None:
+        model.scheduler_factory(optimizer, total_steps=10)
 
 
 @pytest.mark.parametrize("name", options("trainer"))
