@@ -117,11 +117,32 @@ def row_sampling() -> dict[str, Any]:
     return {"row": "sampling", "fibers_15x200_s": fibers, "fiber_points_per_s": 3000 / fibers, "global_4000_s": global_s}
 
 
+def row_quality(name: str, steps: int) -> dict[str, Any]:
+    """Time to quality: ``python train.py`` (default torus run) with ``steps`` optimizer steps;
+    wall time of the whole job and the fiber W2 ratio to the noise floor from its metrics.json."""
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(root / "train.py"), f"trainer.max_epochs={steps}", "logger=none",
+               "~callbacks.progress_bar", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}"]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+        wall = time.perf_counter() - start
+        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+    w2 = metrics["fiber"]["w2"]
+    return {"row": name, "steps": steps, "wall_s": wall, "train_s": metrics["train_seconds"],
+            "fiber_w2": w2["value"], "noise_floor": w2["noise_floor"], "ratio": w2["ratio"]}
+
+
 ROWS: dict[str, Callable[[], dict[str, Any]]] = {
     "train_default": lambda: row_training("train: default (torus, full batch)"),
     "train_authors": lambda: row_training("train: authors' size (torus, batches of 200)", batch_size=200, authors=True, timed_steps=5),
     "lightning_overhead": row_lightning_overhead,
     "sampling": row_sampling,
+    "quality_short": lambda: row_quality("time to quality: default run, 500 steps", 500),
+    "quality_default": lambda: row_quality("time to quality: default run, 2000 steps", 2000),
     **{f"size_{n}": functools.partial(row_training, f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
        for n in (1_000, 10_000, 100_000, 1_000_000)},
     **{f"nbhds_{k}": functools.partial(row_training, f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10)
@@ -150,7 +171,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", nargs="*", default=list(ROWS), help=f"rows to run (default all): {', '.join(ROWS)}")
-    parser.add_argument("--quick", action="store_true", help="skip the 10^5 and 10^6 scaling rows")
+    parser.add_argument("--quick", action="store_true", help="skip the 10^5 and 10^6 scaling rows and the time-to-quality runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row (the reference used 1)")
     parser.add_argument("--output", default="benchmark.json")
     parser.add_argument("--row", help=argparse.SUPPRESS)
@@ -162,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(result) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = [n for n in args.rows if not (args.quick and n in ("size_100000", "size_1000000"))]
+    slow = ("size_100000", "size_1000000", "quality_short", "quality_default")
+    names = [n for n in args.rows if not (args.quick and n in slow)]
     rows = []
     for name in names:
         log.info("benchmark %s ...", name)
