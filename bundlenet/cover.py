@@ -83,11 +83,13 @@ class Cover(nn.Module):
         self.num_nbhds = int(num_nbhds)
         self.register_buffer("centres", torch.zeros(num_nbhds, base_dim))
 
-    def fit(self, base: Tensor, seed: int = 0) -> Tensor:
+    def fit(self, base: Tensor, seed: int = 0, max_points: int = 100_000) -> Tensor:
         """Run k-means (scikit-learn, seeded) on training base points ``[N, d_B]``.
 
-        Returns the neighbourhood sizes ``[K]``. Raises :class:`InputError` when there are
-        fewer distinct base points than neighbourhoods.
+        Past ``max_points`` points, k-means runs on a seeded subsample of that size (memory
+        stays flat in the dataset size; the centres barely move). Returns the neighbourhood
+        sizes ``[K]`` of all points. Raises :class:`InputError` when there are fewer distinct
+        base points than neighbourhoods.
         """
         distinct = torch.unique(base, dim=0).shape[0]
         if distinct < self.num_nbhds:
@@ -97,7 +99,10 @@ class Cover(nn.Module):
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(base.double().cpu().numpy())
+            sample = base
+            if base.shape[0] > max_points:
+                sample = base[torch.randperm(base.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
+            kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(sample.double().cpu().numpy())
         self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
         sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
         small = (sizes < 2).nonzero().squeeze(1).tolist()

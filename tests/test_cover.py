@@ -34,3 +34,14 @@ def test_more_neighbourhoods_than_distinct_base_points_is_refused() -> None:
     base = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
     with pytest.raises(InputError, match=r"model.num_nbhds=5 exceeds the 3 distinct"):
         Cover(5, 2).fit(base)
+
+
+def test_kmeans_on_a_subsample_covers_every_point() -> None:
+    base = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
+    cover = Cover(8, 2)
+    sizes = cover.fit(base, seed=0, max_points=200)
+    assert int(sizes.sum()) == 1000 and int(sizes.min()) > 0
+    full = Cover(8, 2)
+    full.fit(base, seed=0)
+    # the subsample's centres lie close to the full data's centres
+    assert float(torch.cdist(cover.centres, full.centres).min(dim=1).values.max()) < 0.5
