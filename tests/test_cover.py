@@ -37,11 +37,13 @@ def test_more_neighbourhoods_than_distinct_base_points_is_refused() -> None:
 
 
 def test_kmeans_on_a_subsample_covers_every_point() -> None:
-    base = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    blobs = 10 * torch.randn(8, 2, generator=gen)
+    base = blobs.repeat(125, 1) + 0.3 * torch.randn(1000, 2, generator=gen)
     cover = Cover(8, 2)
     sizes = cover.fit(base, seed=0, max_points=200)
     assert int(sizes.sum()) == 1000 and int(sizes.min()) > 0
     full = Cover(8, 2)
     full.fit(base, seed=0)
-    # the subsample's centres lie close to the full data's centres
-    assert float(torch.cdist(cover.centres, full.centres).min(dim=1).values.max()) < 0.5
+    # the subsample finds the same clusters as the full data
+    assert float(torch.cdist(cover.centres, full.centres).min(dim=1).values.max()) < 0.2
