@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -86,7 +86,15 @@ class BundleModel(pl.LightningModule, ABC):
     training step; this class gives them the public sampling API of DESIGN §4, fiber-wise
     validation (exact-OT W2 against true fibers, logged as ``val/fiber_w2`` and its ratio to
     the noise floor), optimizers, and checkpoint metadata.
+
+    A model whose samples cannot depend on a base point (an unconditional generator) sets
+    ``conditional = False``: it still samples globally, but :meth:`sample_fiber` refuses.
+    ``data_config`` (the resolved data config of the training run, plain types) is stored in
+    checkpoints so an evaluation can rebuild the true bundle from the checkpoint alone.
     """
+
+    conditional: ClassVar[bool] = True
+    data_config: dict[str, Any] | None = None
 
     def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()
@@ -139,18 +147,23 @@ class BundleModel(pl.LightningModule, ABC):
     @torch.no_grad()
     def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``."""
+        if not self.conditional:
+            raise InputError(f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples")
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         base = self.check_base(base)
-        gen = self._generator(seed, generator)
         repeated = base.repeat_interleave(int(num_samples), dim=0)
+        x = self._generate_eval(repeated, self._generator(seed, generator))
+        return x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
+
+    def _generate_eval(self, base: Tensor, generator: torch.Generator | None) -> Tensor:
+        """:meth:`generate` in eval mode (restoring the training flag): ``[N, d_B]`` → ``[N, d_E]``."""
         was_training = self.training
         self.eval()
         try:
-            x = self.generate(repeated, gen)
+            return self.generate(base, generator)
         finally:
             self.train(was_training)
-        return x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
 
     @torch.no_grad()
     def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -159,13 +172,14 @@ class BundleModel(pl.LightningModule, ABC):
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         gen = self._generator(seed, generator)
         base = self.base_bank.draw(int(num_samples), gen)
-        x = self.sample_fiber(base, 1, generator=gen).squeeze(1)
+        x = self._generate_eval(base, gen)
         return (x, base) if return_base else x
 
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         base, fibers, floor = batch
-        gen = self.sample_fiber(base, fibers.shape[1], seed=batch_idx)
+        gen = self._generate_eval(base.repeat_interleave(fibers.shape[1], dim=0), self._generator(batch_idx, None))
+        gen = gen.reshape(fibers.shape)
         w2 = wasserstein(gen.float().cpu(), fibers.float().cpu())
         ratio = (w2 / floor.float().cpu()).mean()
         self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
@@ -187,3 +201,5 @@ class BundleModel(pl.LightningModule, ABC):
         from bundlenet import __version__
 
         checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.data_config is not None:
+            checkpoint["bundlenet"]["data"] = self.data_config
