@@ -122,12 +122,14 @@ class MetricResult:
 
     model: Estimate
     noise_floor: Estimate
+    has_ratio: bool = True
 
     @property
     def ratio(self) -> float | None:
-        """Model mean / noise-floor mean; ``None`` where the floor is not positive (KL can be ≤ 0)."""
+        """Model mean / noise-floor mean; ``None`` for metrics whose floor is ≈ 0 by definition
+        (the KL estimates, which can also be negative) or where the floor is not positive."""
         floor = self.noise_floor.mean
-        if not (math.isfinite(floor) and floor > 0 and math.isfinite(self.model.mean)):
+        if not (self.has_ratio and math.isfinite(floor) and floor > 0 and math.isfinite(self.model.mean)):
             return None
         return self.model.mean / floor
 
@@ -196,6 +198,7 @@ def _summarise(values: dict[str, dict[str, list[float]]], protocol: Protocol) ->
         name: MetricResult(
             Estimate.of(values["model"][name], protocol.confidence, protocol.seed),
             Estimate.of(values["noise_floor"][name], protocol.confidence, protocol.seed),
+            has_ratio=not name.startswith("kl"),
         )
         for name in METRICS
     }
@@ -217,10 +220,10 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     Unconditional models (``model.conditional`` false) get global metrics only.
     """
     protocol = protocol or Protocol()
-    if tuple(model.spec.total_names) != tuple(bundle.total_names) or tuple(model.spec.base_names) != tuple(bundle.base_names):
+    if model.spec != bundle.spec:
         raise InputError(
-            f"the model was trained on columns {list(model.spec.base_names)} -> {list(model.spec.total_names)} but the data "
-            f"has {list(bundle.base_names)} -> {list(bundle.total_names)}; pass the data= the model was trained on"
+            f"the model was trained on data {model.spec} but the evaluation data is {bundle.spec} "
+            f"({type(bundle).__name__}); pass the data= the model was trained on"
         )
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(protocol.seed)
