@@ -145,7 +145,7 @@ class GANBaseline(BundleModel):
             self._step(opt_d, d_loss, "critic")
             self._critic_updates += 1
             self.log("train/critic_loss", d_loss.detach(), batch_size=total.shape[0])
-            if self._critic_updates % self.n_critic == 0:
+            if (self._critic_updates - 1) % self.n_critic == 0:  # the first update trains both
                 g_loss = self.generator_loss(self._generate_standardised(cond), cond)
                 self._step(opt_g, g_loss, "generator")
                 self.log("train/generator_loss", g_loss.detach(), batch_size=total.shape[0], prog_bar=True)
