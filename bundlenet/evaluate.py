@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import bootstrap
 
 from bundlenet.bundles.base import Bundle
-from bundlenet.cli import run_cli
+from bundlenet.cli import run_cli, user_error
 from bundlenet.errors import InputError
 from bundlenet.io import write_json
 from bundlenet.metrics import CloudMetrics, cloud_metrics
@@ -262,8 +262,6 @@ def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:
     try:
         datamodule = hydra.utils.instantiate(node)
     except Exception as err:
-        from bundlenet.cli import user_error
-
         cause = user_error(err)
         if cause is not None:
             raise cause from None
