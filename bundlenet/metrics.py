@@ -168,7 +168,7 @@ class CloudMetrics:
 
 
 def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None) -> CloudMetrics:
-    """All evaluation metrics between ``true [..., n, d]`` and ``generated [..., m, d]``.
+    """All evaluation metrics between ``true [..., n, d]`` and ``generated [..., m, d]`` (float64 results).
 
     ``ot_points`` limits W1 and W2 to the first ``ot_points`` points of each cloud (exact OT costs
     O(n³); the clouds are i.i.d. samples, so a prefix is a smaller i.i.d. sample); the other
@@ -180,14 +180,18 @@ def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None)
         )
     if ot_points is not None and ot_points < 2:
         raise InputError(f"ot_points must be at least 2 (or null for every point), got {ot_points}")
-    t, g = true.double(), generated.double()
+    # Distance-matrix metrics in float32 (exact kernel; twice as fast as float64 on 4000² matrices,
+    # errors ~1e-7 relative); optimal transport in float64.
+    t, g = true.float(), generated.float()
     d_tt, d_gg, d_tg = pairwise_distances(t, t), pairwise_distances(g, g), pairwise_distances(t, g)
-    t_ot, g_ot = (t, g) if ot_points is None else (t[..., :ot_points, :], g[..., :ot_points, :])
+    t_ot, g_ot = true.double(), generated.double()
+    if ot_points is not None:
+        t_ot, g_ot = t_ot[..., :ot_points, :], g_ot[..., :ot_points, :]
     return CloudMetrics(
-        mmd=_mmd_from_distances(d_tt, d_gg, d_tg),
-        msmd=d_tg.min(dim=-1).values.pow(2).mean(-1),
-        kl_fwd=_kl_from_distances(d_tt, d_tg, t.shape[-1]),
-        kl_bwd=_kl_from_distances(d_gg, d_tg.transpose(-1, -2), t.shape[-1]),
+        mmd=_mmd_from_distances(d_tt, d_gg, d_tg).double(),
+        msmd=d_tg.min(dim=-1).values.double().pow(2).mean(-1),
+        kl_fwd=_kl_from_distances(d_tt, d_tg, t.shape[-1]).double(),
+        kl_bwd=_kl_from_distances(d_gg, d_tg.transpose(-1, -2), t.shape[-1]).double(),
         w1=wasserstein(t_ot, g_ot, p=1),
         w2=wasserstein(t_ot, g_ot, p=2),
     )
