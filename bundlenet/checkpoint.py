@@ -77,4 +77,6 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             f"checkpoint {path} does not match this bundlenet version "
             f"(written by {ckpt['bundlenet'].get('version', '?')}): {first}"
         ) from None
+    data = ckpt["bundlenet"].get("data")
+    model.data_config = data if isinstance(data, dict) else None
     return model.to(map_location).eval()

@@ -15,14 +15,21 @@ Conventions (Courts & Kvinge 2022, evaluation protocol):
   skipped, as in the authors' code.
 * ``wasserstein``: exact optimal transport (POT ``ot.emd2``, uniform weights, Euclidean ground
   cost to the power p), returned as the distance ``W_p = (min Σ π_ij |x_i − y_j|^p)^{1/p}``.
+* ``msmd``: mean over true points of the squared distance to the nearest generated point.
+* ``cloud_metrics``: all six evaluation metrics of DESIGN §6 for a pair of (batches of) clouds.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 import ot
 import torch
 from torch import Tensor
+
+from bundlenet.errors import InputError
 
 _EXACT = "donot_use_mm_for_euclid_dist"
 
@@ -131,3 +138,81 @@ def wasserstein(x: Tensor, y: Tensor, p: int = 2, num_iter_max: int = 10_000_000
         wb = np.full(b.shape[0], 1.0 / b.shape[0])
         values.append(float(ot.emd2(wa, wb, cost, numItermax=num_iter_max)) ** (1.0 / p))
     return torch.tensor(values, dtype=x.dtype).reshape(batch)
+
+
+@dataclass(frozen=True)
+class CloudMetrics:
+    r"""The evaluation metrics between true clouds T and generated clouds G (DESIGN §6).
+
+    Each field is a tensor of the clouds' batch shape ``[...]``:
+
+    * ``mmd`` = MMD(T, G), Gaussian kernel, σ = 0.5 (:func:`mmd`);
+    * ``msmd`` = (1/|T|) Σ_{t∈T} min_{g∈G} |t − g|² (:func:`msmd`);
+    * ``kl_fwd`` = KL̂(T‖G) and ``kl_bwd`` = KL̂(G‖T), the 1-NN estimator (:func:`knn_kl_divergence`);
+    * ``w1``, ``w2`` = exact W₁, W₂ (:func:`wasserstein`).
+    """
+
+    mmd: Tensor
+    msmd: Tensor
+    kl_fwd: Tensor
+    kl_bwd: Tensor
+    w1: Tensor
+    w2: Tensor
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def items(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self.names()}
+
+
+def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None) -> CloudMetrics:
+    """All evaluation metrics between ``true [..., n, d]`` and ``generated [..., m, d]`` (float64 results).
+
+    ``ot_points`` limits W1 and W2 to the first ``ot_points`` points of each cloud (exact OT costs
+    O(n³); the clouds are i.i.d. samples, so a prefix is a smaller i.i.d. sample); the other
+    metrics always use every point.
+    """
+    if true.shape[:-2] != generated.shape[:-2] or true.shape[-1] != generated.shape[-1]:
+        raise InputError(
+            f"true and generated clouds must share batch shape and dimension, got {tuple(true.shape)} and {tuple(generated.shape)}"
+        )
+    if ot_points is not None and ot_points < 2:
+        raise InputError(f"ot_points must be at least 2 (or null for every point), got {ot_points}")
+    # Distance-matrix metrics in float32 (exact kernel; twice as fast as float64 on 4000² matrices,
+    # errors ~1e-7 relative); optimal transport in float64.
+    t, g = true.float(), generated.float()
+    d_tt, d_gg, d_tg = pairwise_distances(t, t), pairwise_distances(g, g), pairwise_distances(t, g)
+    t_ot, g_ot = true.double(), generated.double()
+    if ot_points is not None:
+        t_ot, g_ot = t_ot[..., :ot_points, :], g_ot[..., :ot_points, :]
+    return CloudMetrics(
+        mmd=_mmd_from_distances(d_tt, d_gg, d_tg).double(),
+        msmd=d_tg.min(dim=-1).values.double().pow(2).mean(-1),
+        kl_fwd=_kl_from_distances(d_tt, d_tg, t.shape[-1]).double(),
+        kl_bwd=_kl_from_distances(d_gg, d_tg.transpose(-1, -2), t.shape[-1]).double(),
+        w1=wasserstein(t_ot, g_ot, p=1),
+        w2=wasserstein(t_ot, g_ot, p=2),
+    )
+
+
+def _mmd_from_distances(d_xx: Tensor, d_yy: Tensor, d_xy: Tensor, blur: float = 0.5) -> Tensor:
+    """:func:`mmd` from the three distance matrices (each computed once)."""
+    def mean_kernel(d: Tensor) -> Tensor:
+        return torch.exp(-d.pow(2) / (2 * blur**2)).mean(dim=(-2, -1))
+
+    return 0.5 * (mean_kernel(d_xx) + mean_kernel(d_yy) - 2 * mean_kernel(d_xy))
+
+
+def _kl_from_distances(d_pp: Tensor, d_pq: Tensor, dim: int) -> Tensor:
+    """:func:`knn_kl_divergence` (no masks) of ``dim``-dimensional clouds from the distances within P and from P to Q."""
+    n, m = d_pp.shape[-1], d_pq.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=d_pp.device)
+    rho = d_pp.masked_fill(eye | (d_pp <= 0), float("inf")).min(dim=-1).values
+    nu = d_pq.masked_fill(d_pq <= 0, float("inf")).min(dim=-1).values
+    valid = torch.isfinite(rho) & torch.isfinite(nu)
+    log_ratio = torch.where(valid, nu.clamp_min(1e-30).log() - rho.clamp_min(1e-30).log(), torch.zeros_like(nu))
+    n_valid = valid.sum(-1).to(d_pp.dtype)
+    estimate = dim * log_ratio.sum(-1) / n_valid.clamp_min(1) + math.log(m / max(n - 1, 1))
+    return torch.where(n_valid >= 1, estimate, torch.full_like(estimate, float("nan")))

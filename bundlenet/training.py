@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from bundlenet.callbacks import MetricHistory
 from bundlenet.errors import InputError
-from bundlenet.evaluate import fiber_metrics, global_metrics
+from bundlenet.evaluate import Protocol, evaluate_model
 from bundlenet.io import write_json, write_text
 from bundlenet.plotting import plot_curves, plot_fibers, plot_latent
 
@@ -53,11 +53,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
+    model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
     # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
     model.fit_data(*datamodule.train_tensors())
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    extra: dict[str, Any] = {}
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
+        # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
+        log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
+        extra["gradient_clip_val"] = None
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
@@ -70,7 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     steps = trainer.global_step or (int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else 0)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        metrics.update(final_report(cfg, model, datamodule, out))
+        metrics.update(final_report(cfg, model, datamodule, out, str(ckpt) if ckpt else None))
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
         if history is not None:
             plot_curves(out / "curves.png", history.history)
@@ -81,9 +87,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, Path(lg.experiment.dir).parent if lg.experiment else lg.save_dir)
         metrics["checkpoint"] = str(ckpt)
         write_json(out / "metrics.json", metrics)
-        log.info("fiber W2 %.4f (noise floor %.4f, ratio %.2f); fiber MMD %.5f (noise floor %.5f)",
-                 metrics["fiber"]["w2"]["value"], metrics["fiber"]["w2"]["noise_floor"], metrics["fiber"]["w2"]["ratio"],
-                 metrics["fiber"]["mmd"]["value"], metrics["fiber"]["mmd"]["noise_floor"])
+        fiber = metrics["fiber"]
+        if isinstance(fiber, dict):
+            log.info("fiber W2 %.4f (noise floor %.4f, ratio %.2f); fiber MMD %.5f (noise floor %.5f)",
+                     fiber["w2"]["value"], fiber["w2"]["noise_floor"], fiber["w2"]["ratio"] or float("nan"),
+                     fiber["mmd"]["value"], fiber["mmd"]["noise_floor"])
         log.info("checkpoint: %s", ckpt)
     return metrics
 
@@ -136,25 +144,34 @@ def publish(trainer: pl.Trainer, metrics: dict[str, Any], out: Path) -> None:
         lg.save()
 
 
-def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:
-    """Fiber and global metrics of the trained model, and the fiber figure."""
-    ev = cfg.evaluation
+def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None) -> dict[str, Any]:
+    """Run the evaluation protocol (``evaluation.json``), draw the fiber figure, and return the
+    metrics.json summary: each metric's mean, noise floor and ratio, per scope."""
+    protocol = Protocol.from_config(cfg.evaluation)
     bundle = datamodule.bundle
-    fiber = fiber_metrics(model, bundle, ev.num_fibers, ev.num_points, ev.iterations, seed=ev.seed)
-    glob = global_metrics(model, bundle, ev.num_global, seed=ev.seed)
-    gen = torch.Generator().manual_seed(ev.seed)
-    base = bundle.sample_total(ev.plot_fibers, gen).base
-    plot_fibers(out / "fibers.png", base, bundle.sample_fiber(base, ev.num_points, gen),
-                model.sample_fiber(base, ev.num_points, seed=ev.seed).cpu(), bundle.total_names, bundle.base_names)
-    if hasattr(model, "encode"):
+    result = evaluate_model(model, bundle, protocol)
+    report = result.to_dict()
+    write_json(out / "evaluation.json", {"checkpoint": ckpt, "bundle": type(bundle).__name__, **report})
+    log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
+    if model.conditional:
+        gen = torch.Generator().manual_seed(protocol.seed)
+        base = bundle.sample_total(cfg.evaluation.plot_fibers, gen).base
+        plot_fibers(out / "fibers.png", base, bundle.sample_fiber(base, protocol.num_points, gen),
+                    model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu(), bundle.total_names, bundle.base_names)
+    else:
+        log.info("no fibers.png: %s is unconditional", type(model).__name__)
+    if hasattr(model, "encode"):  # BundleNet: the encoded fiber latents of the training points
         total, base = datamodule.train_tensors()
         with torch.no_grad():
             nbhd = model.cover.assign(base.to(model.device))
             _, latent = model.encode(total.to(model.device), nbhd)
         plot_latent(out / "latent.png", latent, nbhd, model.prior.num_circles)
-    return {
-        "fiber": {name: m.to_dict() for name, m in fiber.items()},
-        "global": {name: m.to_dict() for name, m in glob.items()},
-        "protocol": {"num_fibers": ev.num_fibers, "num_points": ev.num_points, "iterations": ev.iterations,
-                     "num_global": ev.num_global, "w2": "exact OT (POT emd2)", "mmd": "gaussian kernel, blur 0.5"},
-    }
+
+    def summary(scope: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(scope, str):
+            return scope
+        return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
+                for name, r in scope.items()}
+
+    return {"fiber": summary(report["fiber"]), "global": summary(report["global"]), "protocol": report["protocol"],
+            "evaluation_seconds": report["seconds"]}

@@ -69,3 +69,46 @@ def test_msmd_of_identical_sets_is_zero() -> None:
     x = torch.randn(100, 3, generator=torch.Generator().manual_seed(6))
     assert float(msmd(x, x)) == 0.0
     assert float(msmd(x, x + 0.5)) > 0
+
+
+def test_cloud_metrics_match_the_single_metrics_and_batch() -> None:
+    from bundlenet.metrics import cloud_metrics
+
+    gen = torch.Generator().manual_seed(8)
+    t = torch.randn(3, 120, 2, generator=gen, dtype=torch.float64)
+    g = torch.randn(3, 120, 2, generator=gen, dtype=torch.float64) * 1.3 + 0.2
+    m = cloud_metrics(t, g)  # distance matrices in float32: agree to ~1e-6
+    tol = {"rtol": 1e-5, "atol": 1e-7}
+    torch.testing.assert_close(m.mmd, mmd(t, g), **tol)
+    torch.testing.assert_close(m.msmd, msmd(t, g), **tol)
+    torch.testing.assert_close(m.kl_fwd, knn_kl_divergence(t, g), **tol)
+    torch.testing.assert_close(m.kl_bwd, knn_kl_divergence(g, t), **tol)
+    torch.testing.assert_close(m.w1, wasserstein(t, g, p=1))
+    torch.testing.assert_close(m.w2, wasserstein(t, g, p=2))
+    single = cloud_metrics(t[1], g[1])
+    for name, value in single.items().items():
+        torch.testing.assert_close(value, m.items()[name][1])
+
+
+def test_cloud_metrics_of_identical_clouds_are_zero_and_translation_is_exact() -> None:
+    from bundlenet.metrics import cloud_metrics
+
+    x = torch.randn(300, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    same = cloud_metrics(x, x)
+    for name in ("mmd", "msmd", "w1", "w2"):
+        assert float(same.items()[name]) == pytest.approx(0.0, abs=1e-9), name
+    v = torch.tensor([0.0, 3.0, 4.0], dtype=torch.float64)
+    moved = cloud_metrics(x, x + v, ot_points=100)
+    assert float(moved.w1) == pytest.approx(5.0, rel=1e-6) and float(moved.w2) == pytest.approx(5.0, rel=1e-6)
+    floor = cloud_metrics(x[:150], x[150:])
+    assert float(moved.mmd) > 3 * float(floor.mmd) and float(moved.kl_fwd) > 1.0 and float(moved.kl_bwd) > 1.0
+
+
+def test_cloud_metrics_rejects_mismatched_clouds() -> None:
+    from bundlenet.errors import InputError
+    from bundlenet.metrics import cloud_metrics
+
+    with pytest.raises(InputError, match="share batch shape and dimension"):
+        cloud_metrics(torch.zeros(2, 10, 3), torch.zeros(10, 3))
+    with pytest.raises(InputError, match="ot_points must be at least 2"):
+        cloud_metrics(torch.zeros(10, 3), torch.zeros(10, 3), ot_points=1)

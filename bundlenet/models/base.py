@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -101,7 +101,15 @@ class BundleModel(pl.LightningModule, ABC):
     training step; this class gives them the public sampling API of DESIGN §4, fiber-wise
     validation (exact-OT W2 against true fibers, logged as ``val/fiber_w2`` and its ratio to
     the noise floor), optimizers, and checkpoint metadata.
+
+    A model whose samples cannot depend on a base point (an unconditional generator) sets
+    ``conditional = False``: it still samples globally, but :meth:`sample_fiber` refuses.
+    ``data_config`` (the resolved data config of the training run, plain types) is stored in
+    checkpoints so an evaluation can rebuild the true bundle from the checkpoint alone.
     """
+
+    conditional: ClassVar[bool] = True
+    data_config: dict[str, Any] | None = None
 
     def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()
@@ -161,23 +169,26 @@ class BundleModel(pl.LightningModule, ABC):
         ``"scaled"``: in the model's scaled units (``spec``; identical for synthetic data).
         Base points far from all training base points are sampled, with a warning.
         """
+        if not self.conditional:
+            raise InputError(f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples")
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         base = self.check_base(base, units)
         self.base_bank.warn_if_far(base)
-        x = self._fibers(base, int(num_samples), self._generator(seed, generator))
+        repeated = base.repeat_interleave(int(num_samples), dim=0)
+        x = self._generate_eval(repeated, self._generator(seed, generator))
+        x = x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
         return self.spec.to_original(x, "total") if units == "original" else x
 
-    def _fibers(self, base: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
-        """Fibers over scaled base points ``[B, d_B]`` → ``[B, num_samples, d_E]`` (scaled units)."""
-        repeated = base.repeat_interleave(num_samples, dim=0)
+    def _generate_eval(self, base: Tensor, generator: torch.Generator | None) -> Tensor:
+        """:meth:`generate` in eval mode (restoring the training flag): ``[N, d_B]`` → ``[N, d_E]``
+        (scaled units)."""
         was_training = self.training
         self.eval()
         try:
-            x = self.generate(repeated, generator)
+            return self.generate(base, generator)
         finally:
             self.train(was_training)
-        return x.reshape(base.shape[0], num_samples, self.spec.total_dim)
 
     @torch.no_grad()
     def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False, units: Units = "original") -> Tensor | tuple[Tensor, Tensor]:
@@ -188,7 +199,7 @@ class BundleModel(pl.LightningModule, ABC):
         check_units(units)
         gen = self._generator(seed, generator)
         base = self.base_bank.draw(int(num_samples), gen)
-        x = self._fibers(base, 1, gen).squeeze(1)
+        x = self._generate_eval(base, gen)
         if units == "original":
             x, base = self.spec.to_original(x, "total"), self.spec.to_original(base, "base")
         return (x, base) if return_base else x
@@ -197,7 +208,8 @@ class BundleModel(pl.LightningModule, ABC):
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         """``batch = (base [P, d_B], true fibers [P, n, d_E], W2 floor [P])`` in scaled units."""
         base, fibers, floor = batch
-        gen = self.sample_fiber(base, fibers.shape[1], seed=batch_idx, units="scaled")
+        gen = self._generate_eval(base.repeat_interleave(fibers.shape[1], dim=0), self._generator(batch_idx, None))
+        gen = gen.reshape(fibers.shape)
         w2 = wasserstein(gen.float().cpu(), fibers.float().cpu())
         ratio = (w2 / floor.float().cpu()).mean()
         self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
@@ -219,6 +231,8 @@ class BundleModel(pl.LightningModule, ABC):
         from bundlenet import __version__
 
         checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.data_config is not None:
+            checkpoint["bundlenet"]["data"] = self.data_config
 
 
 def check_units(units: str) -> str:

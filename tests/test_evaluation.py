@@ -1,0 +1,166 @@
+"""The evaluation protocol: an exact sampler scores at the noise floor, a shifted one clearly worse;
+unconditional models get global metrics only; CIs, validation and the evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from bundlenet.bundles import MoebiusBand, Torus
+from bundlenet.bundles.base import Bundle
+from bundlenet.errors import InputError
+from bundlenet.evaluate import Estimate, Evaluation, Protocol, evaluate_model
+from bundlenet.metrics import CloudMetrics
+from bundlenet.models.base import BundleModel
+from tests.conftest import REPO
+
+SMALL = Protocol(iterations=3, num_global=800, global_ot_points=300, num_fibers=5, num_points=100, seed=3)
+
+
+class OracleModel(BundleModel):
+    """Samples the true fiber exactly (plus an optional constant shift)."""
+
+    def __init__(self, bundle: Bundle, shift: float = 0.0) -> None:
+        super().__init__(bundle.spec)
+        self.bundle = bundle
+        self.shift = shift
+        data = bundle.sample_total(2000, torch.Generator().manual_seed(0))
+        self.fit_data(data.total, data.base)
+
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.bundle.sample_fiber(base, 1, generator).squeeze(1) + self.shift
+
+    def training_step(self, batch: object, batch_idx: int) -> None:
+        raise NotImplementedError("an oracle is not trained")
+
+
+class UnconditionalOracle(OracleModel):
+    """Exact global samples that ignore the base point."""
+
+    conditional = False
+
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.bundle.sample_total(base.shape[0], generator).total
+
+
+def test_oracle_model_fits_its_data_like_a_trained_one() -> None:
+    model = OracleModel(Torus())
+    assert model.base_bank.points.shape == (2000, 2)
+
+
+@pytest.mark.parametrize("bundle", [Torus(), MoebiusBand()], ids=["torus", "moebius"])
+def test_exact_sampler_scores_at_the_noise_floor_and_a_shifted_one_does_not(bundle: Bundle) -> None:
+    exact = evaluate_model(OracleModel(bundle), bundle, SMALL)
+    shifted = evaluate_model(OracleModel(bundle, shift=1.0), bundle, SMALL)
+    for scope in ("global_metrics", "fiber_metrics"):
+        good, bad = getattr(exact, scope), getattr(shifted, scope)
+        for name in CloudMetrics.names():
+            floor = good[name].noise_floor.mean
+            gap_exact = abs(good[name].model.mean - floor)
+            gap_shifted = abs(bad[name].model.mean - floor)
+            assert gap_exact < 0.25 * gap_shifted, f"{scope} {name}: exact {gap_exact:.4g} vs shifted {gap_shifted:.4g}"
+        for name in ("w1", "w2"):
+            assert 0.85 < good[name].ratio < 1.2, f"{scope} {name} ratio {good[name].ratio}"
+            assert bad[name].ratio > 1.4, f"{scope} {name} ratio {bad[name].ratio}"
+
+
+def test_unconditional_model_gets_global_metrics_only() -> None:
+    bundle = Torus()
+    model = UnconditionalOracle(bundle)
+    with pytest.raises(InputError, match="unconditional"):
+        model.sample_fiber([[4.5, 0.0]], 10)
+    result = evaluate_model(model, bundle, SMALL)
+    assert result.fiber_metrics is None
+    assert 0.85 < result.global_metrics["w2"].ratio < 1.2
+    payload = result.to_dict()
+    assert isinstance(payload["fiber"], str) and "not applicable" in payload["fiber"]
+    assert "n/a (unconditional model)" in result.table()
+    json.dumps(payload, allow_nan=False)  # standard JSON: no NaN
+
+
+def test_evaluation_is_reproducible_and_reports_every_metric() -> None:
+    bundle = Torus()
+    a = evaluate_model(OracleModel(bundle), bundle, SMALL)
+    b = evaluate_model(OracleModel(bundle), bundle, SMALL)
+    assert a.to_dict()["iterations"] == b.to_dict()["iterations"]
+    assert isinstance(a, Evaluation) and set(a.fiber_metrics) == set(CloudMetrics.names())
+    for values in a.iterations["fiber"]["model"].values():
+        assert len(values) == SMALL.iterations
+    table = a.table()
+    for name in CloudMetrics.names():
+        assert f"fiber   {name}" in table and f"global  {name}" in table
+
+
+def test_evaluation_rejects_a_model_of_other_data() -> None:
+    with pytest.raises(InputError, match="pass the data= the model was trained on"):
+        evaluate_model(OracleModel(Torus()), MoebiusBand(), SMALL)
+
+
+def test_bootstrap_interval_brackets_the_mean() -> None:
+    values = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.0, 1.3, 0.8, 1.0]
+    est = Estimate.of(values, 0.95, seed=0)
+    assert est.low < est.mean < est.high
+    assert est.mean == pytest.approx(sum(values) / len(values))
+    assert est.high - est.low < 0.4
+    assert Estimate.of([2.0]).low is None and Estimate.of([2.0, 2.0]).low == 2.0
+    assert math.isnan(Estimate.of([float("nan")]).mean)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"iterations": 0}, "evaluation.iterations"), ({"num_points": 1}, "evaluation.num_points"),
+     ({"global_ot_points": 1}, "evaluation.global_ot_points"), ({"confidence": 1.5}, "evaluation.confidence")],
+)
+def test_protocol_rejects_bad_sizes(values: dict[str, float], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        Protocol(**values)  # type: ignore[arg-type]
+
+
+def test_protocol_defaults_are_the_authors() -> None:
+    from omegaconf import OmegaConf
+
+    p = Protocol.from_config(OmegaConf.load(REPO / "conf" / "evaluation" / "default.yaml"))
+    assert (p.iterations, p.num_global, p.num_fibers, p.num_points) == (10, 4000, 15, 200)
+    assert p == Protocol()
+
+
+def run_evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bundlenet.evaluate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+SMALL_ARGS = ("evaluation.iterations=2", "evaluation.num_global=300", "evaluation.global_ot_points=100",
+              "evaluation.num_fibers=3", "evaluation.num_points=50")
+
+
+def test_evaluate_cli_needs_the_data_of_a_bare_checkpoint(tmp_path: Path, trained) -> None:
+    _, _, ckpt = trained  # written by a plain Trainer: no data config recorded
+    proc = run_evaluate(f"ckpt_path={ckpt}", *SMALL_ARGS, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not record its data; pass data=" in lines[0], proc.stderr
+
+    proc = run_evaluate(f"ckpt_path={ckpt}", "data=torus", *SMALL_ARGS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "noise floor mean [95% CI]" in proc.stdout and "evaluated in" in proc.stdout
+    payload = json.loads((tmp_path / "evaluation.json").read_text())
+    assert payload["bundle"] == "Torus" and payload["protocol"]["iterations"] == 2
+    assert set(payload["fiber"]) == set(CloudMetrics.names())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json"]  # no Hydra folders
+
+
+def test_evaluate_cli_rejects_other_data_in_one_line(tmp_path: Path, trained) -> None:
+    _, _, ckpt = trained
+    proc = run_evaluate(f"ckpt_path={ckpt}", "data=moebius", *SMALL_ARGS, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "data=" in lines[0], proc.stderr
