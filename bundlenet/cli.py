@@ -23,7 +23,7 @@ def run_cli(fn: Callable[..., T], *args: object) -> T:
         if cause is None:
             raise
         message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        print(f"error: {message}", file=sys.stderr)
+        sys.stderr.write(f"error: {message}\n")
         sys.exit(2)
 
 
@@ -52,5 +52,5 @@ def check_group_choices(conf_dir: Path, argv: Sequence[str]) -> None:
         for name in value.split(","):
             name = name.strip()
             if name and name != "null" and name not in choices and not name.startswith(("choice(", "range(", "glob(")):
-                print(f"error: unknown {key} '{name}'; choose one of: {', '.join(choices)}", file=sys.stderr)
+                sys.stderr.write(f"error: unknown {key} '{name}'; choose one of: {', '.join(choices)}\n")
                 sys.exit(2)

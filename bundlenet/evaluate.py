@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -297,11 +298,11 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     result = evaluate_model(model, bundle, protocol)
     payload = {"checkpoint": str(cfg.ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
     write_json(Path(cfg.output), payload)
-    print(result.table())
+    sys.stdout.write(result.table() + "\n")
     ot = protocol.ot_points
     if ot is not None:
-        print(f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points")
-    print(f"evaluated in {result.seconds:.1f} s; wrote {cfg.output}")
+        sys.stdout.write(f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points" + "\n")
+    sys.stdout.write(f"evaluated in {result.seconds:.1f} s; wrote {cfg.output}" + "\n")
     return result
 
 

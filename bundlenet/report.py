@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     report = build_report(args.multirun_dir)
     write_text(args.multirun_dir / "report.md", report)
-    print(report)
+    sys.stdout.write(report + "\n")
     return report
 
 
