@@ -17,6 +17,15 @@ from torch import Tensor
 
 from bundlenet.errors import InputError
 
+Units = Literal["original", "scaled"]
+
+
+def check_units(units: str) -> str:
+    """Return ``units`` if it is ``original`` or ``scaled``, else raise a one-line :class:`InputError`."""
+    if units not in ("original", "scaled"):
+        raise InputError(f"units must be original or scaled, got {units!r}")
+    return units
+
 
 @dataclass(frozen=True)
 class BundleSamples:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, check_points
+from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
 from bundlenet.metrics import pairwise_distances
 
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 Scaling = Literal["minmax10", "standard", "none"]
 FiberRule = Literal["auto", "exact", "nearest"]
 FiberSource = Literal["all", "test"]
-Units = Literal["original", "scaled"]
 
 _MATCH_TOL = 1e-3  # scaled units (a column spans 10): exact base values closer than this are equal
 _CHUNK = 4096
@@ -232,15 +231,10 @@ class TabularBundle(Bundle):
         offset, scale = (self.base_offset, self.base_scale) if part == "base" else (self.total_offset, self.total_scale)
         return ((points.double() - offset) / scale).to(points.dtype)
 
-    @staticmethod
-    def _check_units(units: str) -> None:
-        if units not in ("original", "scaled"):
-            raise InputError(f"units must be original or scaled, got {units!r}")
-
     # ----------------------------------------------------------------- Bundle API
     def sample_total(self, num_samples: int, generator: torch.Generator | None = None, units: Units = "original") -> BundleSamples:
         """Rows drawn uniformly with replacement from the rows that have a fiber (``fiber_source``)."""
-        self._check_units(units)
+        check_units(units)
         pick = torch.randint(self.eligible_rows.numel(), (int(num_samples),), generator=generator)
         rows = self.eligible_rows[pick]
         if units == "scaled":
@@ -254,7 +248,7 @@ class TabularBundle(Bundle):
             InputError: with the exact rule, a base point that is not a value of the data with
                 at least ``min_fiber_points`` rows.
         """
-        self._check_units(units)
+        check_units(units)
         base = self.check_base(base).to(torch.get_default_dtype())
         scaled = self._to_scaled(base, "base") if units == "original" else base
         if self.fiber_rule == "exact":
@@ -290,7 +284,7 @@ class TabularBundle(Bundle):
 
     def project(self, total: Tensor, units: Units = "original") -> Tensor:
         """π on data: the base of the nearest row in scaled total space (the map is known only on rows)."""
-        self._check_units(units)
+        check_units(units)
         x = check_points(total, self.total_dim, "total-space point", self.total_names).to(torch.get_default_dtype())
         scaled = self._to_scaled(x, "total") if units == "original" else x
         rows = torch.cat([pairwise_distances(chunk, self.scaled_total).argmin(dim=1) for chunk in scaled.split(_CHUNK)])

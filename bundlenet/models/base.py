@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from bundlenet.bundles.base import BundleSpec, check_points
+from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
 from bundlenet.metrics import pairwise_distances, wasserstein
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-Units = Literal["original", "scaled"]
 SchedulerFactory = Callable[..., Any]
 
 
@@ -233,9 +232,3 @@ class BundleModel(pl.LightningModule, ABC):
         checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}
         if self.data_config is not None:
             checkpoint["bundlenet"]["data"] = self.data_config
-
-
-def check_units(units: str) -> str:
-    if units not in ("original", "scaled"):
-        raise InputError(f"units must be original or scaled, got {units!r}")
-    return units

@@ -10,12 +10,12 @@ import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
-from bundlenet.bundles.base import BundleSpec, check_points
+from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.cover import Cover, group_by
 from bundlenet.errors import InputError
 from bundlenet.fiber_prior import FiberPrior
 from bundlenet.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
-from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Units, check_units
+from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
 from bundlenet.trivialization import Coupling, LocalTrivialization
 
 log = logging.getLogger(__name__)
