@@ -83,8 +83,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         publish(trainer, metrics, out)
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
+                run_dir = Path(lg.experiment.dir).parent
                 lg.experiment.finish()
-                log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, Path(lg.experiment.dir).parent if lg.experiment else lg.save_dir)
+                log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, run_dir)
         metrics["checkpoint"] = str(ckpt)
         write_json(out / "metrics.json", metrics)
         fiber = metrics["fiber"]
