@@ -28,7 +28,10 @@ class ConditionalMLP(nn.Module):
 
     ``depth`` counts the hidden-to-hidden layers (the authors' ``nn_depth``): one input layer,
     ``depth`` hidden layers of width ``hidden_features``, one output layer. The output layer
-    starts at zero so every coupling starts near the identity.
+    starts at zero so every coupling starts near the identity. The output has the dtype of
+    ``inputs``: under mixed precision (``trainer.precision=bf16-mixed``) the matrix products run
+    in bfloat16 while the coupling arithmetic around them (spline, scale, log-det) stays in
+    float32.
     """
 
     def __init__(self, in_features: int, out_features: int, context_features: int, hidden_features: int, depth: int) -> None:
@@ -44,7 +47,17 @@ class ConditionalMLP(nn.Module):
 
     def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
         h = inputs if context is None else torch.cat([inputs, context], dim=1)
-        return self.out(self.body(h))
+        return self.out(self.body(h)).to(inputs.dtype)
+
+
+def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows of ``x [N, C]`` and, for each row, its index among them:
+    ``(x[first] [U, C], index [N])`` with ``x == x[first][index]``. Differentiable in ``x``
+    (the distinct rows are gathered from ``x``, not copies of it)."""
+    _, index = torch.unique(x.detach(), dim=0, return_inverse=True)
+    first = torch.full((int(index.max()) + 1 if index.numel() else 0,), x.shape[0], dtype=index.dtype, device=x.device)
+    first = first.scatter_reduce(0, index, torch.arange(x.shape[0], device=x.device), reduce="amin")
+    return x[first], index
 
 
 class ConditionalAffine(Transform):
@@ -55,6 +68,10 @@ class ConditionalAffine(Transform):
     with the soft clamp :math:`s = a \tanh(\tilde s / a)` (``a = clamp``). This is the authors'
     first layer, "the local affine chart" of a neighbourhood (FrEIA's ConditionalAffineTransform).
     Shapes: ``x [N, D]``, ``c [N, C]``.
+
+    The subnet runs once per *distinct* context row and its output is gathered back to the N
+    rows: a batch over K neighbourhoods costs K subnet evaluations instead of N (the result,
+    and its gradient, are those of the per-row evaluation).
     """
 
     def __init__(self, features: int, context_features: int, hidden_features: int, depth: int, clamp: float = 2.0) -> None:
@@ -64,7 +81,8 @@ class ConditionalAffine(Transform):
         self.net = ConditionalMLP(0, 2 * features, context_features, hidden_features, depth)
 
     def _params(self, inputs: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        raw = self.net(inputs.new_zeros(inputs.shape[0], 0), context)
+        distinct, row = distinct_rows(context)
+        raw = self.net(inputs.new_zeros(distinct.shape[0], 0), distinct)[row]
         log_scale = self.clamp * torch.tanh(raw[:, : self.features] / self.clamp)
         return log_scale, raw[:, self.features :]
 
