@@ -65,3 +65,27 @@ def test_nan_loss_stops_training_with_the_step_and_term() -> None:
     model.loss_terms = lambda *a, **k: LossTerms(one, torch.tensor(float("inf")), one, one)  # type: ignore[method-assign]
     with pytest.raises(FloatingPointError, match=r"step 0 \(terms \['kl_fwd'\]\)"):
         model.training_step(dm.train_tensors(), 0)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
+    """``trainer.precision=bf16-mixed`` on a CPU: the default (spline) model trains, its
+    parameters and latent statistics stay float32, and its fibers come out float32."""
+    import pytorch_lightning as pl
+
+    from tests.conftest import make_torus_model
+
+    model, dm = make_torus_model(num_nbhds=5)
+    total, base = dm.train_tensors()
+    model.fit_data(total, base)
+    with torch.no_grad():
+        before = float(model.loss_terms(total, base).commutativity)
+    trainer = pl.Trainer(max_epochs=150, accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    with torch.no_grad():
+        after = float(model.loss_terms(total, base).commutativity)
+    assert after <= before / 5, f"commutativity {before:.3f} -> {after:.3f}"
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and model.prior.mean.dtype == torch.float32
+    fibers = model.sample_fiber(base[:3], 50, seed=0)
+    assert fibers.dtype == torch.float32 and bool(torch.isfinite(fibers).all())
