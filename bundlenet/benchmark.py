@@ -8,6 +8,7 @@ reported here, never asserted in tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -17,7 +18,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
@@ -25,15 +28,21 @@ from bundlenet.io import write_json
 
 log = logging.getLogger("bundlenet.benchmark")
 
-# The authors' torus setup (their code: 27.8M parameters, FrEIA RealNVP blocks with 4 subnets;
-# here nflows affine couplings, 2 per RealNVP block, each subnet giving scale and shift).
+# The authors' torus setup. Their code: 27.8M parameters, a conditional affine map and 5 FrEIA
+# RealNVP blocks, each block 2 couplings with separate scale and shift subnets (20 subnets of
+# width 512, depth 5). AUTHORS has their hyperparameters in nflows terms: 10 affine couplings whose
+# one subnet gives scale and shift (14.6M parameters, half their arithmetic per point).
+# AUTHORS_PARAMS has their parameter count and arithmetic per point: 20 couplings (27.9M).
 AUTHORS = dict(num_nbhds=25, total_dim=20, num_circles=3, num_blocks=10, hidden_features=512, depth=5,
                coupling="affine", num_generated=5, overlap=1)
+AUTHORS_PARAMS = dict(AUTHORS, num_blocks=20)
 DEFAULT: dict[str, Any] = {}
+Precision = Literal["32-true", "bf16-mixed"]
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process or of the largest child it waited for (``train.py`` rows), MB."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[str, Any], seed: int = 0):
@@ -52,14 +61,23 @@ def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[s
     return model, dm, steps
 
 
-def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int) -> float:
-    """Seconds per bare step (loss, backward, Adam) over ``steps`` steps after one warm-up."""
+def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int, precision: Precision = "32-true") -> float:
+    """Seconds per bare step (loss, backward, Adam) over ``steps`` steps after one warm-up.
+
+    ``bf16-mixed`` computes the loss under ``torch.autocast("cpu", torch.bfloat16)``, as
+    Lightning's ``trainer.precision=bf16-mixed`` does.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
 
     def step(i: int) -> None:
         total, base = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
-        model.loss_terms(total, base, update_prior=True).total(model.loss_weights).backward()
+        with autocast():
+            loss = model.loss_terms(total, base, update_prior=True).total(model.loss_weights)
+        loss.backward()
         opt.step()
 
     step(0)
@@ -69,16 +87,17 @@ def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: 
     return (time.perf_counter() - start) / steps
 
 
-def row_training(name: str, num_train: int = 1000, batch_size: int | None = None, authors: bool = False, timed_steps: int = 20, num_nbhds: int | None = None) -> dict[str, Any]:
-    kwargs = dict(AUTHORS if authors else DEFAULT)
+def row_training(name: str, num_train: int = 1000, batch_size: int | None = None, model_kwargs: dict[str, Any] | None = None,
+                 timed_steps: int = 20, num_nbhds: int | None = None, precision: Precision = "32-true") -> dict[str, Any]:
+    kwargs = dict(DEFAULT if model_kwargs is None else model_kwargs)
     if num_nbhds is not None:
         kwargs["num_nbhds"] = num_nbhds
     model, dm, steps_per_epoch = _model_and_data(num_train, batch_size, kwargs)
     loader = dm.train_dataloader()
     batches = [b for _, b in zip(range(min(timed_steps + 1, steps_per_epoch)), loader)]
-    sec = _time_steps(model, batches, timed_steps)
-    return {"row": name, "parameters": sum(p.numel() for p in model.parameters()), "points": num_train,
-            "batch": batch_size or num_train, "num_nbhds": model.cover.num_nbhds, "s_per_step": sec,
+    sec = _time_steps(model, batches, timed_steps, precision)
+    return {"row": name, "parameters": sum(p.numel() for p in model.parameters()), "precision": precision,
+            "points": num_train, "batch": batch_size or num_train, "num_nbhds": model.cover.num_nbhds, "s_per_step": sec,
             "steps_per_s": 1 / sec, "steps_per_epoch": steps_per_epoch, "s_per_epoch": sec * steps_per_epoch,
             "timed_steps": timed_steps}
 
@@ -117,42 +136,92 @@ def row_sampling() -> dict[str, Any]:
     return {"row": "sampling", "fibers_15x200_s": fibers, "fiber_points_per_s": 3000 / fibers, "global_4000_s": global_s}
 
 
-def row_quality(name: str, steps: int) -> dict[str, Any]:
-    """Time to quality: ``python train.py`` (default torus run) with ``steps`` optimizer steps;
-    wall time of the whole job and the fiber W2 ratio to the noise floor from its metrics.json."""
+def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
+    """Run ``python train.py OVERRIDES`` in a temporary run dir: (its metrics.json, wall seconds).
+    Raises :class:`RuntimeError` with the job's last error line when it fails."""
     import tempfile
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(root / "train.py"), f"trainer.max_epochs={steps}", "logger=none",
-               "~callbacks.progress_bar", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}"]
+        cmd = [sys.executable, str(root / "train.py"), *overrides, "logger=none", "~callbacks.progress_bar",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}"]
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         wall = time.perf_counter() - start
-        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+        if proc.returncode != 0:
+            raise RuntimeError(" ".join(proc.stderr.strip().splitlines()[-1:]) or f"train.py exited with {proc.returncode}")
+        return json.loads((Path(tmp) / "metrics.json").read_text()), wall
+
+
+def row_quality(name: str, steps: int) -> dict[str, Any]:
+    """Time to quality: ``python train.py`` (default torus run) with ``steps`` optimizer steps;
+    wall time of the whole job, the fiber W2 ratio to the noise floor from its metrics.json, and
+    the wall time of its final evaluation (the default protocol, DESIGN §6)."""
+    metrics, wall = _train_py([f"trainer.max_epochs={steps}"])
     w2 = metrics["fiber"]["w2"]
     return {"row": name, "steps": steps, "wall_s": wall, "train_s": metrics["train_seconds"],
-            "fiber_w2": w2["value"], "noise_floor": w2["noise_floor"], "ratio": w2["ratio"]}
+            "evaluation_s": metrics["evaluation_seconds"], "fiber_w2": w2["value"], "noise_floor": w2["noise_floor"],
+            "ratio": w2["ratio"]}
 
 
-ROWS: dict[str, Callable[[], dict[str, Any]]] = {
-    "train_default": lambda: row_training("train: default (torus, full batch)"),
-    "train_authors": lambda: row_training("train: authors' size (torus, batches of 200)", batch_size=200, authors=True, timed_steps=5),
-    "lightning_overhead": row_lightning_overhead,
-    "sampling": row_sampling,
-    "quality_short": lambda: row_quality("time to quality: default run, 500 steps", 500),
-    "quality_default": lambda: row_quality("time to quality: default run, 2000 steps", 2000),
-    **{f"size_{n}": functools.partial(row_training, f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
+def row_wine_authors(options: Options) -> dict[str, Any]:
+    """``experiment=paper_wine`` (the authors' model on wine) for ``options.wine_epochs`` epochs
+    through ``train.py``: s/epoch and the job's peak RSS. Skipped, with the reason, when the UCI
+    files are neither in the data root nor downloadable."""
+    name = "train: authors' size on wine (experiment=paper_wine)"
+    overrides = ["experiment=paper_wine", f"trainer.max_epochs={options.wine_epochs}", "evaluation.iterations=2"]
+    if options.data_root is not None:
+        overrides.append(f"data.root={Path(options.data_root).resolve()}")
+    try:
+        metrics, wall = _train_py(overrides)
+    except RuntimeError as err:
+        return {"row": name, "skipped": str(err)}
+    return {"row": name, "epochs": options.wine_epochs, "steps": metrics["steps"], "s_per_epoch": metrics["train_seconds"] / options.wine_epochs,
+            "wall_s": wall}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What some rows need from the command line."""
+
+    data_root: str | None = None
+    wine_epochs: int = 1
+
+
+def _training_rows() -> dict[str, Callable[[Options], dict[str, Any]]]:
+    authors = "train: authors' hyperparameters (torus, batches of 200, 10 couplings)"
+    authors_params = "train: authors' parameter count (torus, batches of 200, 20 couplings)"
+    rows: dict[str, Callable[[Options], dict[str, Any]]] = {
+        "train_default": lambda o: row_training("train: default (torus, full batch)"),
+        "train_authors": lambda o: row_training(authors, batch_size=200, model_kwargs=AUTHORS, timed_steps=10),
+        "train_authors_bf16": lambda o: row_training(authors, batch_size=200, model_kwargs=AUTHORS, timed_steps=10, precision="bf16-mixed"),
+        "train_authors_params": lambda o: row_training(authors_params, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=5),
+        "train_authors_params_bf16": lambda o: row_training(authors_params, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=10,
+                                                            precision="bf16-mixed"),
+    }
+    return rows
+
+
+ROWS: dict[str, Callable[[Options], dict[str, Any]]] = {
+    **_training_rows(),
+    "wine_authors": row_wine_authors,
+    "lightning_overhead": lambda o: row_lightning_overhead(),
+    "sampling": lambda o: row_sampling(),
+    "quality_short": lambda o: row_quality("time to quality: default run, 500 steps", 500),
+    "quality_default": lambda o: row_quality("time to quality: default run, 2000 steps", 2000),
+    **{f"size_{n}": (lambda o, n=n: row_training(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10))
        for n in (1_000, 10_000, 100_000, 1_000_000)},
-    **{f"nbhds_{k}": functools.partial(row_training, f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10)
+    **{f"nbhds_{k}": (lambda o, k=k: row_training(f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10))
        for k in (5, 25, 50, 100)},
 }
 
 
-def run_row(name: str, threads: int) -> dict[str, Any]:
+def run_row(name: str, threads: int, options: Options = Options()) -> dict[str, Any]:
     """Run one row in a subprocess; add its peak RSS, threads and load average."""
-    cmd = [sys.executable, "-m", "bundlenet.benchmark", "--row", name, "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "bundlenet.benchmark", "--row", name, "--threads", str(threads),
+           "--wine-epochs", str(options.wine_epochs)]
+    if options.data_root is not None:
+        cmd += ["--data-root", options.data_root]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark row {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -164,31 +233,37 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     skip = {"row", "peak_rss_mb", "threads", "load_1min"}
     for r in rows:
         figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k not in skip)
-        lines.append(f"| {r['row']} | {figures} | {r['peak_rss_mb']:.0f} | {r['threads']} | {r['load_1min']:.2f} |")
+        rss = "" if "skipped" in r else f"{r['peak_rss_mb']:.0f}"
+        lines.append(f"| {r['row']} | {figures} | {rss} | {r['threads']} | {r['load_1min']:.2f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", nargs="*", default=list(ROWS), help=f"rows to run (default all): {', '.join(ROWS)}")
-    parser.add_argument("--quick", action="store_true", help="skip the 10^5 and 10^6 scaling rows and the time-to-quality runs")
+    parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), metavar="ROW",
+                        help=f"rows to run (default all): {', '.join(ROWS)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the 10^5 and 10^6 scaling rows, the wine row and the time-to-quality runs")
+    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine row (default: data.root of conf/data/wine.yaml)")
+    parser.add_argument("--wine-epochs", type=int, default=1, help="epochs of the wine row")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row (the reference used 1)")
     parser.add_argument("--output", default="benchmark.json")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    options = Options(args.data_root, args.wine_epochs)
     if args.row:  # inside the subprocess of one row
-        result = ROWS[args.row]()
+        result = ROWS[args.row](options)
         result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), load_1min=os.getloadavg()[0])
         sys.stdout.write(json.dumps(result) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    slow = ("size_100000", "size_1000000", "quality_short", "quality_default")
+    slow = ("size_100000", "size_1000000", "wine_authors", "quality_short", "quality_default")
     names = [n for n in args.rows if not (args.quick and n in slow)]
     rows = []
     for name in names:
         log.info("benchmark %s ...", name)
-        rows.append(run_row(name, args.threads))
+        rows.append(run_row(name, args.threads, options))
     table = format_table(rows)
     sys.stdout.write(table + "\n")
     write_json(args.output, {"rows": rows, "cpu_count": os.cpu_count(), "torch": torch.__version__})

@@ -18,3 +18,28 @@ def test_benchmark_writes_rows_with_machine_context(tmp_path: Path, capsys: pyte
     assert row["global_4000_s"] > 0 and row["fibers_15x200_s"] > 0
     assert row["peak_rss_mb"] > 0 and row["threads"] == 1 and "load_1min" in row
     assert "| sampling |" in capsys.readouterr().out
+
+
+def test_training_row_times_mixed_precision_steps() -> None:
+    from bundlenet.benchmark import row_training
+
+    row = row_training("bf16", num_train=300, timed_steps=2, precision="bf16-mixed")
+    assert row["precision"] == "bf16-mixed" and row["s_per_step"] > 0 and row["steps_per_epoch"] == 1
+
+
+def test_unknown_row_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--rows", "nope"])
+    assert "train_authors" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_wine_row_runs_train_py_at_the_authors_size(tmp_path: Path) -> None:
+    from bundlenet.benchmark import Options, row_wine_authors
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "uci" / "winequality-red.csv").exists():
+        pytest.skip("needs ../shared/data/uci")
+    row = row_wine_authors(Options(data_root=str(SHARED_DATA / "uci"), wine_epochs=1))
+    assert "skipped" not in row, row
+    assert row["steps"] == 10 and row["s_per_epoch"] > 0
