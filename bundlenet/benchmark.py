@@ -143,8 +143,8 @@ def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
 
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(root / "train.py"), *overrides, "logger=none", "~callbacks.progress_bar",
-               "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}"]
+        cmd = [sys.executable, str(root / "train.py"), *overrides, "logger=none", "trainer.enable_progress_bar=false",
+               f"hydra.run.dir={tmp}"]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         wall = time.perf_counter() - start

@@ -57,6 +57,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
     model.fit_data(*datamodule.train_tensors())
     callbacks = instantiate_list(cfg.get("callbacks"))
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a bar callback with the bar off
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = instantiate_list(cfg.get("logger"))
     extra: dict[str, Any] = {}
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:

@@ -106,8 +106,9 @@ def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_train_fast_dev_run(tmp_path: Path) -> None:
-    proc = run_train("trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+@pytest.mark.parametrize("extra", [[], ["trainer.enable_progress_bar=false"]], ids=["default", "no-progress-bar"])
+def test_train_fast_dev_run(tmp_path: Path, extra: list[str]) -> None:
+    proc = run_train("trainer.fast_dev_run=true", *extra, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "config.yaml").exists()
 
