@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from bundlenet.metrics import pairwise_distances
 
 log = logging.getLogger(__name__)
 rank_zero_warn = rank_zero_only(log.warning)
+_BLOCK = 8192  # points per block of distances to the centres
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ class Cover(nn.Module):
         sizes ``[K]`` of all points. Raises :class:`InputError` when there are fewer distinct
         base points than neighbourhoods.
         """
-        distinct = torch.unique(base, dim=0).shape[0]
+        sample = base
+        if base.shape[0] > max_points:
+            sample = base[torch.randperm(base.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
+        distinct = torch.unique(sample, dim=0).shape[0]  # (sorting 10⁶ rows would cost ~250 MB)
+        if distinct < self.num_nbhds and sample is not base:
+            distinct = torch.unique(base, dim=0).shape[0]
         if distinct < self.num_nbhds:
             raise InputError(
                 f"model.num_nbhds={self.num_nbhds} exceeds the {distinct} distinct base points "
@@ -99,9 +106,6 @@ class Cover(nn.Module):
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sample = base
-            if base.shape[0] > max_points:
-                sample = base[torch.randperm(base.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
             kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(sample.double().cpu().numpy())
         self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
         sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
@@ -110,14 +114,21 @@ class Cover(nn.Module):
             rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
         return sizes
 
+    def _per_point(self, base: Tensor, reduce: Callable[[Tensor], Tensor]) -> Tensor:
+        """``reduce`` of the distances to the centres, in blocks of ``_BLOCK`` points so the
+        ``[N, K]`` distance matrix is never whole (10⁶ points × 100 centres would take 400 MB)."""
+        if base.shape[0] <= _BLOCK:
+            return reduce(pairwise_distances(base, self.centres))
+        return torch.cat([reduce(pairwise_distances(block, self.centres)) for block in base.split(_BLOCK)])
+
     def assign(self, base: Tensor) -> Tensor:
         """Neighbourhood of each base point (nearest centre): ``[N, d_B]`` → ``[N]``."""
-        return pairwise_distances(base, self.centres).argmin(dim=1)
+        return self._per_point(base, lambda d: d.argmin(dim=1))
 
     def nearest(self, base: Tensor, count: int) -> Tensor:
         """The ``count`` nearest neighbourhoods of each base point, nearest first: ``[N, count]``."""
-        return pairwise_distances(base, self.centres).topk(count, dim=1, largest=False).indices
+        return self._per_point(base, lambda d: d.topk(count, dim=1, largest=False).indices)
 
     def distance_to_centre(self, base: Tensor) -> Tensor:
         """Distance of each base point to its nearest centre: ``[N]``."""
-        return pairwise_distances(base, self.centres).min(dim=1).values
+        return self._per_point(base, lambda d: d.min(dim=1).values)
