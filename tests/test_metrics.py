@@ -71,12 +71,19 @@ def test_msmd_of_identical_sets_is_zero() -> None:
     assert float(msmd(x, x + 0.5)) > 0
 
 
-def test_cloud_metrics_match_the_single_metrics_and_batch() -> None:
+@pytest.mark.parametrize("block", [512, 7])
+def test_cloud_metrics_match_the_single_metrics_and_batch(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamed over row blocks (one block, or blocks of 7 rows), with a duplicate true point
+    and a point shared by both clouds (zero distances the KL estimator skips)."""
+    import bundlenet.metrics as metrics_module
     from bundlenet.metrics import cloud_metrics
 
+    monkeypatch.setattr(metrics_module, "_BLOCK", block)
     gen = torch.Generator().manual_seed(8)
     t = torch.randn(3, 120, 2, generator=gen, dtype=torch.float64)
-    g = torch.randn(3, 120, 2, generator=gen, dtype=torch.float64) * 1.3 + 0.2
+    g = torch.randn(3, 90, 2, generator=gen, dtype=torch.float64) * 1.3 + 0.2
+    t[:, 5] = t[:, 17]
+    g[:, 40] = t[:, 60]
     m = cloud_metrics(t, g)  # distance matrices in float32: agree to ~1e-6
     tol = {"rtol": 1e-5, "atol": 1e-7}
     torch.testing.assert_close(m.mmd, mmd(t, g), **tol)
