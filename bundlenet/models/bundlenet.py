@@ -21,7 +21,7 @@ from bundlenet.trivialization import Coupling, LocalTrivialization
 log = logging.getLogger(__name__)
 rank_zero_info = rank_zero_only(log.info)
 
-_CHUNK = 65_536
+_CHUNK = 8192  # rows per pass in sampling and trivialize: bounds the activation memory of wide flows
 
 
 @dataclass(frozen=True)
