@@ -1,4 +1,5 @@
-"""Loading any bundlenet model from a checkpoint alone, with one-line errors.
+"""Checkpoints: loading any bundlenet model from a checkpoint alone, with one-line errors, and
+writing them without holding a second copy in memory.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: only tensors and plain Python
 values are unpickled, never arbitrary objects.
@@ -12,11 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from bundlenet.errors import CheckpointError
+from bundlenet.io import write_with
 from bundlenet.models.base import BundleModel
 
 _FIX = "pass ckpt_path=<run dir>/checkpoints/last.ckpt written by train.py"
+
+
+class StreamingCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, streaming local files to disk.
+
+    Lightning's ``TorchCheckpointIO`` serialises the whole checkpoint into memory, then copies
+    it (``BytesIO.getvalue()``), before writing: two extra copies of the weights and optimizer
+    state at every save (+0.35 GB for the authors' model). This writes ``torch.save`` straight
+    into a temporary file beside the target and renames it (:func:`bundlenet.io.write_with`), so
+    a save interrupted half-way leaves the previous checkpoint intact, as Lightning's does.
+    Remote (``scheme://``) paths and ``storage_options`` go to Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        write_with(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

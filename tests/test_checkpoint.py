@@ -111,3 +111,19 @@ def test_sample_cli_refuses_to_overwrite(tmp_path: Path, trained) -> None:
     proc = run_sample(f"ckpt_path={ckpt}", "base_points=[[4.5,0.0]]", f"output={out}", cwd=tmp_path)
     assert proc.returncode == 2 and "overwrite=true" in proc.stderr
     assert out.read_text() == "precious\n"
+
+
+def test_streaming_checkpoint_io_is_atomic(tmp_path: Path) -> None:
+    """A checkpoint is streamed to a temporary file and renamed: it loads back; a save that
+    fails half-way leaves the previous file as it was and no temporary file behind."""
+    from bundlenet.checkpoint import StreamingCheckpointIO
+
+    io = StreamingCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.arange(5.0)}, "global_step": 3}, path)
+    assert torch.load(path, weights_only=True)["global_step"] == 3
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "bad": lambda: None}, path)  # cannot be pickled
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]

@@ -85,6 +85,7 @@ def test_trainer_configs_instantiate(name: str, tmp_path: Path) -> None:
         extra["accelerator"] = "cpu"
     trainer = instantiate(cfg.trainer, logger=False, **extra)
     assert trainer.max_epochs is not None
+    assert type(trainer.strategy.checkpoint_io).__name__ == "StreamingCheckpointIO"
 
 
 @pytest.mark.parametrize("name", options("logger"))
