@@ -164,20 +164,24 @@ def row_quality(name: str, steps: int) -> dict[str, Any]:
             "ratio": w2["ratio"]}
 
 
-def row_wine_authors(options: Options) -> dict[str, Any]:
-    """``experiment=paper_wine`` (the authors' model on wine) for ``options.wine_epochs`` epochs
-    through ``train.py``: s/epoch and the job's peak RSS. Skipped, with the reason, when the UCI
-    files are neither in the data root nor downloadable."""
-    name = "train: authors' size on wine (experiment=paper_wine)"
-    overrides = ["experiment=paper_wine", f"trainer.max_epochs={options.wine_epochs}", "evaluation.iterations=2"]
-    if options.data_root is not None:
+def row_paper_job(experiment: str, options: Options, precision: Precision = "32-true") -> dict[str, Any]:
+    """``python train.py experiment=EXPERIMENT`` (the authors' model and settings) for
+    ``options.epochs`` epochs and a 2-iteration evaluation: the peak RSS of the whole job
+    (Lightning, checkpoints, evaluation) and its training seconds (setup included; the
+    ``train_authors*`` rows give the time per step). Skipped, with the reason, when its data
+    cannot be had (the UCI files neither in the data root nor downloadable)."""
+    name = f"job: train.py experiment={experiment}"
+    overrides = [f"experiment={experiment}", f"trainer.max_epochs={options.epochs}", "evaluation.iterations=2",
+                 f"trainer.precision={precision}"]
+    if options.data_root is not None and experiment in ("paper_wine", "paper_airfoil"):
         overrides.append(f"data.root={Path(options.data_root).resolve()}")
+    overrides += options.job_overrides
     try:
         metrics, wall = _train_py(overrides)
     except RuntimeError as err:
-        return {"row": name, "skipped": str(err)}
-    return {"row": name, "epochs": options.wine_epochs, "steps": metrics["steps"], "s_per_epoch": metrics["train_seconds"] / options.wine_epochs,
-            "wall_s": wall}
+        return {"row": name, "precision": precision, "skipped": str(err)}
+    return {"row": name, "precision": precision, "epochs": options.epochs, "steps": metrics["steps"],
+            "train_s": metrics["train_seconds"], "wall_s": wall}
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,8 @@ class Options:
     """What some rows need from the command line."""
 
     data_root: str | None = None
-    wine_epochs: int = 1
+    epochs: int = 2
+    job_overrides: tuple[str, ...] = ()  # extra train.py overrides of the job rows
 
 
 def _training_rows() -> dict[str, Callable[[Options], dict[str, Any]]]:
@@ -204,7 +209,8 @@ def _training_rows() -> dict[str, Callable[[Options], dict[str, Any]]]:
 
 ROWS: dict[str, Callable[[Options], dict[str, Any]]] = {
     **_training_rows(),
-    "wine_authors": row_wine_authors,
+    **{f"job_{name}{suffix}": (lambda o, name=name, precision=precision: row_paper_job(f"paper_{name}", o, precision))
+       for name in ("torus", "wine") for suffix, precision in (("", "32-true"), ("_bf16", "bf16-mixed"))},
     "lightning_overhead": lambda o: row_lightning_overhead(),
     "sampling": lambda o: row_sampling(),
     "quality_short": lambda o: row_quality("time to quality: default run, 500 steps", 500),
@@ -219,9 +225,11 @@ ROWS: dict[str, Callable[[Options], dict[str, Any]]] = {
 def run_row(name: str, threads: int, options: Options = Options()) -> dict[str, Any]:
     """Run one row in a subprocess; add its peak RSS, threads and load average."""
     cmd = [sys.executable, "-m", "bundlenet.benchmark", "--row", name, "--threads", str(threads),
-           "--wine-epochs", str(options.wine_epochs)]
+           "--epochs", str(options.epochs)]
     if options.data_root is not None:
         cmd += ["--data-root", options.data_root]
+    for override in options.job_overrides:
+        cmd += ["--job-override", override]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark row {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -243,23 +251,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), metavar="ROW",
                         help=f"rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--quick", action="store_true",
-                        help="skip the 10^5 and 10^6 scaling rows, the wine row and the time-to-quality runs")
-    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine row (default: data.root of conf/data/wine.yaml)")
-    parser.add_argument("--wine-epochs", type=int, default=1, help="epochs of the wine row")
+                        help="skip the 10^5 and 10^6 scaling rows, the train.py jobs and the time-to-quality runs")
+    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine jobs (default: data.root of conf/data/wine.yaml)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the train.py jobs at the authors' size")
+    parser.add_argument("--job-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra train.py override for the job rows (repeatable), e.g. data.download=false")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row (the reference used 1)")
     parser.add_argument("--output", default="benchmark.json")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    options = Options(args.data_root, args.wine_epochs)
+    options = Options(args.data_root, args.epochs, tuple(args.job_override))
     if args.row:  # inside the subprocess of one row
         result = ROWS[args.row](options)
         result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), load_1min=os.getloadavg()[0])
         sys.stdout.write(json.dumps(result) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    slow = ("size_100000", "size_1000000", "wine_authors", "quality_short", "quality_default")
-    names = [n for n in args.rows if not (args.quick and n in slow)]
+    slow = ("size_100000", "size_1000000", "quality_short", "quality_default")
+    names = [n for n in args.rows if not (args.quick and (n in slow or n.startswith("job_")))]
     rows = []
     for name in names:
         log.info("benchmark %s ...", name)

@@ -74,6 +74,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     ckpt = final_checkpoint(trainer)
+    # the checkpoints are written: the evaluation runs without the gradients and optimizer state
+    model.zero_grad(set_to_none=True)
+    for optimizer in trainer.optimizers:
+        optimizer.state.clear()
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
     steps = trainer.global_step or (int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else 0)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}

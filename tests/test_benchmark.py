@@ -34,12 +34,20 @@ def test_unknown_row_is_refused_with_the_choices(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.slow
-def test_wine_row_runs_train_py_at_the_authors_size(tmp_path: Path) -> None:
-    from bundlenet.benchmark import Options, row_wine_authors
+def test_wine_job_runs_train_py_at_the_authors_size() -> None:
+    from bundlenet.benchmark import Options, row_paper_job
     from tests.conftest import SHARED_DATA
 
     if not (SHARED_DATA / "uci" / "winequality-red.csv").exists():
         pytest.skip("needs ../shared/data/uci")
-    row = row_wine_authors(Options(data_root=str(SHARED_DATA / "uci"), wine_epochs=1))
+    row = row_paper_job("paper_wine", Options(data_root=str(SHARED_DATA / "uci"), epochs=1))
     assert "skipped" not in row, row
-    assert row["steps"] == 10 and row["s_per_epoch"] > 0
+    assert row["steps"] == 10 and row["train_s"] > 0 and row["precision"] == "32-true"
+
+
+def test_job_without_its_data_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    from bundlenet.benchmark import Options, row_paper_job
+
+    options = Options(data_root=str(tmp_path / "missing"), epochs=1, job_overrides=("data.download=false",))
+    row = row_paper_job("paper_wine", options)
+    assert "winequality" in row["skipped"]
