@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,11 +12,10 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
-from bundlenet.metrics import pairwise_distances
+from bundlenet.metrics import per_query
 
 log = logging.getLogger(__name__)
 rank_zero_warn = rank_zero_only(log.warning)
-_BLOCK = 8192  # points per block of distances to the centres
 
 
 @dataclass(frozen=True)
@@ -114,21 +112,14 @@ class Cover(nn.Module):
             rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
         return sizes
 
-    def _per_point(self, base: Tensor, reduce: Callable[[Tensor], Tensor]) -> Tensor:
-        """``reduce`` of the distances to the centres, in blocks of ``_BLOCK`` points so the
-        ``[N, K]`` distance matrix is never whole (10⁶ points × 100 centres would take 400 MB)."""
-        if base.shape[0] <= _BLOCK:
-            return reduce(pairwise_distances(base, self.centres))
-        return torch.cat([reduce(pairwise_distances(block, self.centres)) for block in base.split(_BLOCK)])
-
     def assign(self, base: Tensor) -> Tensor:
         """Neighbourhood of each base point (nearest centre): ``[N, d_B]`` → ``[N]``."""
-        return self._per_point(base, lambda d: d.argmin(dim=1))
+        return per_query(base, self.centres, lambda d: d.argmin(dim=1))
 
     def nearest(self, base: Tensor, count: int) -> Tensor:
         """The ``count`` nearest neighbourhoods of each base point, nearest first: ``[N, count]``."""
-        return self._per_point(base, lambda d: d.topk(count, dim=1, largest=False).indices)
+        return per_query(base, self.centres, lambda d: d.topk(count, dim=1, largest=False).indices)
 
     def distance_to_centre(self, base: Tensor) -> Tensor:
         """Distance of each base point to its nearest centre: ``[N]``."""
-        return self._per_point(base, lambda d: d.min(dim=1).values)
+        return per_query(base, self.centres, lambda d: d.min(dim=1).values)

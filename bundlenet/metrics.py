@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from collections.abc import Callable
+
 import numpy as np
 import ot
 import torch
@@ -40,6 +42,15 @@ def pairwise_distances(a: Tensor, b: Tensor) -> Tensor:
     which breaks nearest-neighbour estimators; this uses the direct kernel.
     """
     return torch.cdist(a, b, compute_mode=_EXACT)
+
+
+def per_query(query: Tensor, reference: Tensor, reduce: Callable[[Tensor], Tensor], block: int = 8192) -> Tensor:
+    """``reduce`` of each query row's distances to the reference points, over blocks of
+    ``block`` query rows: ``query [N, d]``, ``reference [M, d]`` → ``torch.cat`` of
+    ``reduce([b, M])``. Memory O(block·M), never the whole ``[N, M]`` matrix."""
+    if query.shape[0] <= block:
+        return reduce(pairwise_distances(query, reference))
+    return torch.cat([reduce(pairwise_distances(rows, reference)) for rows in query.split(block)])
 
 
 def nearest_neighbour_distance(

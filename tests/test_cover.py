@@ -49,18 +49,17 @@ def test_kmeans_on_a_subsample_covers_every_point() -> None:
     assert float(torch.cdist(cover.centres, full.centres).min(dim=1).values.max()) < 0.2
 
 
-def test_distances_to_the_centres_are_computed_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_distances_to_the_centres_are_computed_in_blocks() -> None:
     """Blocks of points give what one [N, K] distance matrix gives."""
-    import bundlenet.cover as cover_module
-    from bundlenet.metrics import pairwise_distances
+    from bundlenet.metrics import pairwise_distances, per_query
 
     gen = torch.Generator().manual_seed(0)
     cover = Cover(6, 2)
     cover.fit(torch.randn(300, 2, generator=gen))
     base = torch.randn(50, 2, generator=gen)
     d = pairwise_distances(base, cover.centres)
-    monkeypatch.setattr(cover_module, "_BLOCK", 7)
-    assert torch.equal(cover.assign(base), d.argmin(1))
-    assert torch.equal(cover.nearest(base, 3), d.topk(3, dim=1, largest=False).indices)
-    torch.testing.assert_close(cover.distance_to_centre(base), d.min(1).values)
-    assert cover.assign(base[:0]).shape == (0,)
+    assert torch.equal(per_query(base, cover.centres, lambda x: x.argmin(1), block=7), d.argmin(1))
+    topk = per_query(base, cover.centres, lambda x: x.topk(3, dim=1, largest=False).indices, block=7)
+    assert torch.equal(topk, d.topk(3, dim=1, largest=False).indices)
+    torch.testing.assert_close(per_query(base, cover.centres, lambda x: x.min(1).values, block=7), d.min(1).values)
+    assert torch.equal(cover.assign(base), d.argmin(1)) and cover.assign(base[:0]).shape == (0,)

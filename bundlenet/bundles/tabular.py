@@ -28,7 +28,7 @@ from torch import Tensor
 
 from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
-from bundlenet.metrics import pairwise_distances
+from bundlenet.metrics import pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ FiberRule = Literal["auto", "exact", "nearest"]
 FiberSource = Literal["all", "test"]
 
 _MATCH_TOL = 1e-3  # scaled units (a column spans 10): exact base values closer than this are equal
-_CHUNK = 4096
 
 
 def column_scaling(values: Tensor, names: Sequence[str], method: Scaling) -> tuple[Tensor, Tensor]:
@@ -287,5 +286,5 @@ class TabularBundle(Bundle):
         check_units(units)
         x = check_points(total, self.total_dim, "total-space point", self.total_names).to(torch.get_default_dtype())
         scaled = self._to_scaled(x, "total") if units == "original" else x
-        rows = torch.cat([pairwise_distances(chunk, self.scaled_total).argmin(dim=1) for chunk in scaled.split(_CHUNK)])
+        rows = per_query(scaled, self.scaled_total, lambda d: d.argmin(dim=1), block=4096)
         return self.base[rows] if units == "original" else self.scaled_base[rows]

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
-from bundlenet.metrics import pairwise_distances, wasserstein
+from bundlenet.metrics import per_query, wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class EmpiricalBase(nn.Module):
         if self.points.shape[0] == 0:
             return
         extent = float((self.points.max(0).values - self.points.min(0).values).norm())
-        distance = pairwise_distances(base.to(self.points), self.points).min(dim=1).values
+        distance = per_query(base.to(self.points), self.points, lambda d: d.min(dim=1).values)
         far = (distance > fraction * extent).nonzero().squeeze(1).tolist()
         for i in far[:5]:
             log.warning(
