@@ -28,9 +28,10 @@ class StreamingCheckpointIO(TorchCheckpointIO):
     Lightning's ``TorchCheckpointIO`` serialises the whole checkpoint into memory, then copies
     it (``BytesIO.getvalue()``), before writing: two extra copies of the weights and optimizer
     state at every save (+0.35 GB for the authors' model). This writes ``torch.save`` straight
-    into a temporary file beside the target and renames it (:func:`bundlenet.io.write_with`), so
-    a save interrupted half-way leaves the previous checkpoint intact, as Lightning's does.
-    Remote (``scheme://``) paths and ``storage_options`` go to Lightning's writer.
+    into a temporary file beside the target and renames it (:func:`bundlenet.io.write_with`):
+    as with Lightning's writer, a save interrupted half-way leaves the previous checkpoint
+    intact. Remote (``scheme://``) paths go to Lightning's writer, and ``storage_options`` are
+    refused as Lightning refuses them.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None) -> None:

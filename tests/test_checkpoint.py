@@ -127,3 +127,7 @@ def test_streaming_checkpoint_io_is_atomic(tmp_path: Path) -> None:
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "bad": lambda: None}, path)  # cannot be pickled
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    # the mode of a plainly created file, not the temporary file's 0600
+    plain = path.parent / "plain"
+    plain.write_bytes(b"")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
