@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m bundlenet.benchmark [--quick] [--output benchmark.json]``.
+"""Benchmarks: ``python -m bundlenet.benchmark [--rows ROW ...] [--quick] [--threads N] [--output benchmark.json]``.
 
 Each row runs in a fresh subprocess so its peak RSS is its own. Printed as a table and written
 as JSON, with the thread count and the machine's load average beside every figure. Speed is
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--quick", action="store_true",
                         help="skip the 10^5 and 10^6 scaling rows, the train.py jobs and the time-to-quality runs")
-    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine jobs (default: data.root of conf/data/wine.yaml)")
+    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine jobs (default: data/ of the repository, downloaded when missing)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the train.py jobs at the authors' size")
     parser.add_argument("--job-override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra train.py override for the job rows (repeatable), e.g. data.download=false")
