@@ -21,9 +21,8 @@ Conventions (Courts & Kvinge 2022, evaluation protocol):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 import ot
@@ -132,9 +131,14 @@ def mmd(x: Tensor, y: Tensor, blur: float = 0.5) -> Tensor:
     """Gaussian-kernel MMD (geomloss convention, σ = ``blur``) of ``[..., n, d]``, ``[..., m, d]``."""
 
     def mean_kernel(a: Tensor, b: Tensor) -> Tensor:
-        return torch.exp(-pairwise_distances(a, b).pow(2) / (2 * blur**2)).mean(dim=(-2, -1))
+        return _gaussian_kernel(pairwise_distances(a, b), blur).mean(dim=(-2, -1))
 
     return 0.5 * (mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y))
+
+
+def _gaussian_kernel(distance: Tensor, blur: float) -> Tensor:
+    """exp(−d²/2σ²) with σ = ``blur`` (geomloss' ``"gaussian"`` kernel)."""
+    return torch.exp(-distance.pow(2) / (2 * blur**2))
 
 
 def wasserstein(x: Tensor, y: Tensor, p: int = 2, num_iter_max: int = 10_000_000) -> Tensor:
@@ -243,13 +247,13 @@ def _nearest_and_kernel(
     for start in range(0, n, _BLOCK):
         block = x[..., start : start + _BLOCK, :]
         d_xx = pairwise_distances(block, x)
-        k_xx = k_xx + torch.exp(-d_xx.pow(2) / (2 * blur**2)).sum(dim=(-2, -1))
+        k_xx = k_xx + _gaussian_kernel(d_xx, blur).sum(dim=(-2, -1))
         rows = torch.arange(block.shape[-2], device=x.device).unsqueeze(1)
         self_pair = torch.arange(n, device=x.device).unsqueeze(0) == rows + start
         within.append(d_xx.masked_fill(self_pair | (d_xx <= 0), inf).min(dim=-1).values)
         if y is not None:
             d_xy = pairwise_distances(block, y)
-            k_xy = k_xy + torch.exp(-d_xy.pow(2) / (2 * blur**2)).sum(dim=(-2, -1))
+            k_xy = k_xy + _gaussian_kernel(d_xy, blur).sum(dim=(-2, -1))
             to_y_any.append(d_xy.min(dim=-1).values)
             nonzero = d_xy.masked_fill(d_xy <= 0, inf)
             to_y.append(nonzero.min(dim=-1).values)
