@@ -193,22 +193,17 @@ class Options:
     job_overrides: tuple[str, ...] = ()  # extra train.py overrides of the job rows
 
 
-def _training_rows() -> dict[str, Callable[[Options], dict[str, Any]]]:
-    authors = "train: authors' hyperparameters (torus, batches of 200, 10 couplings)"
-    authors_params = "train: authors' parameter count (torus, batches of 200, 20 couplings)"
-    rows: dict[str, Callable[[Options], dict[str, Any]]] = {
-        "train_default": lambda o: row_training("train: default (torus, full batch)"),
-        "train_authors": lambda o: row_training(authors, batch_size=200, model_kwargs=AUTHORS, timed_steps=10),
-        "train_authors_bf16": lambda o: row_training(authors, batch_size=200, model_kwargs=AUTHORS, timed_steps=10, precision="bf16-mixed"),
-        "train_authors_params": lambda o: row_training(authors_params, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=5),
-        "train_authors_params_bf16": lambda o: row_training(authors_params, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=10,
-                                                            precision="bf16-mixed"),
-    }
-    return rows
-
+_AUTHORS_ROW = "train: authors' hyperparameters (torus, batches of 200, 10 couplings)"
+_AUTHORS_PARAMS_ROW = "train: authors' parameter count (torus, batches of 200, 20 couplings)"
 
 ROWS: dict[str, Callable[[Options], dict[str, Any]]] = {
-    **_training_rows(),
+    "train_default": lambda o: row_training("train: default (torus, full batch)"),
+    "train_authors": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, timed_steps=10),
+    "train_authors_bf16": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, timed_steps=10,
+                                                 precision="bf16-mixed"),
+    "train_authors_params": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=5),
+    "train_authors_params_bf16": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS,
+                                                        timed_steps=10, precision="bf16-mixed"),
     **{f"job_{name}{suffix}": (lambda o, name=name, precision=precision: row_paper_job(f"paper_{name}", o, precision))
        for name in ("torus", "wine") for suffix, precision in (("", "32-true"), ("_bf16", "bf16-mixed"))},
     "lightning_overhead": lambda o: row_lightning_overhead(),
