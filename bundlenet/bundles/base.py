@@ -16,8 +16,11 @@ import torch
 from torch import Tensor
 
 from bundlenet.errors import InputError
+from bundlenet.evaluation.metrics import nearest_neighbour_distance
 
 Units = Literal["original", "scaled"]
+
+DENSE_FIBER_POINTS = 4000  # points of the dense fiber sample behind the default distance_to_fiber
 
 
 def check_units(units: str) -> str:
@@ -41,6 +44,59 @@ class BundleSamples:
 
 
 @dataclass(frozen=True)
+class ColumnSupport:
+    """Where the values of one total-space column can lie, in original units.
+
+    Attributes:
+        lower, upper: bounds (``None``: unbounded on that side). Samples never leave them.
+        values: the allowed values of a discrete column (few distinct values in the data, or
+            stated by the user), sorted; ``None`` for a continuous column.
+        atoms: bound values that carry a point mass (e.g. the exact zeros of an ingredient that
+            is often absent): samples equal them exactly with the data's frequency.
+    """
+
+    lower: float | None = None
+    upper: float | None = None
+    values: tuple[float, ...] | None = None
+    atoms: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.lower is not None and self.upper is not None and not self.lower < self.upper:
+            raise InputError(f"a column's lower bound {self.lower} must be below its upper bound {self.upper}")
+
+    @property
+    def is_trivial(self) -> bool:
+        return self.lower is None and self.upper is None and self.values is None and not self.atoms
+
+    def contains(self, x: Tensor, tolerance: float = 1e-6) -> Tensor:
+        """Whether each value of ``x [...]`` lies in the support (bounds, and allowed values)."""
+        inside = torch.isfinite(x)
+        scale = tolerance * max([1.0, *(abs(v) for v in (self.lower, self.upper) if v is not None)])
+        if self.lower is not None:
+            inside = inside & (x >= self.lower - scale)
+        if self.upper is not None:
+            inside = inside & (x <= self.upper + scale)
+        if self.values is not None:
+            allowed = torch.tensor(self.values, dtype=x.dtype, device=x.device)
+            gap = tolerance * max(1.0, float(allowed.abs().max()))
+            inside = inside & ((x.unsqueeze(-1) - allowed).abs().min(dim=-1).values <= gap)
+        return inside
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lower": self.lower, "upper": self.upper,
+                "values": None if self.values is None else [float(v) for v in self.values],
+                "atoms": [float(v) for v in self.atoms]}
+
+    @classmethod
+    def coerce(cls, d: ColumnSupport | dict[str, Any]) -> ColumnSupport:
+        if isinstance(d, ColumnSupport):
+            return d
+        values = d.get("values")
+        return cls(None if d.get("lower") is None else float(d["lower"]), None if d.get("upper") is None else float(d["upper"]),
+                   None if values is None else tuple(float(v) for v in values), tuple(float(v) for v in d.get("atoms") or ()))
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """What a model must know of its data, stored in every checkpoint.
 
@@ -55,6 +111,13 @@ class BundleSpec:
             ``model.num_circles``).
         base_offset, base_scale: ``d_B`` numbers each, or ``None``.
         total_offset, total_scale: ``d_E`` numbers each, or ``None``.
+        fiber_span: how many directions a fiber spreads in (a circle: 2, a segment: 1, a
+            sphere: 3); ``None``: unknown. The other directions of the total space are normal
+            to the fiber.
+        total_support: one :class:`ColumnSupport` per total column, or ``None`` (unbounded,
+            continuous columns: the synthetic bundles).
+        source: the kind of bundle the data came from (a synthetic bundle's class name), or
+            ``None`` (tables, which their names and scalings identify).
     """
 
     base_names: tuple[str, ...]
@@ -64,8 +127,13 @@ class BundleSpec:
     base_scale: tuple[float, ...] | None = None
     total_offset: tuple[float, ...] | None = None
     total_scale: tuple[float, ...] | None = None
+    fiber_span: int | None = None
+    total_support: tuple[ColumnSupport, ...] | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
+        if self.total_support is not None and len(self.total_support) != self.total_dim:
+            raise InputError(f"spec total_support has {len(self.total_support)} columns for {self.total_dim} total columns")
         for part, dim in (("base", self.base_dim), ("total", self.total_dim)):
             for kind in ("offset", "scale"):
                 values = getattr(self, f"{part}_{kind}")
@@ -85,33 +153,66 @@ class BundleSpec:
 
     def to_scaled(self, points: Tensor, part: Literal["base", "total"]) -> Tensor:
         """Original → scaled units: ``(x − offset) / scale`` per column of ``points [..., d]``."""
-        offset, scale = self._affine(part, points)
-        return points if offset is None else (points - offset) / scale
+        affine = self._affine(part, points)
+        if affine is None:
+            return points
+        offset, scale = affine
+        return (points - offset) / scale
 
     def to_original(self, points: Tensor, part: Literal["base", "total"]) -> Tensor:
         """Scaled → original units: ``x · scale + offset`` per column of ``points [..., d]``."""
-        offset, scale = self._affine(part, points)
-        return points if offset is None else points * scale + offset
+        affine = self._affine(part, points)
+        if affine is None:
+            return points
+        offset, scale = affine
+        return points * scale + offset
 
-    def _affine(self, part: str, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def _affine(self, part: str, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(offset, scale)`` of ``part`` as tensors like ``like``, or ``None`` for the identity."""
         offset, scale = getattr(self, f"{part}_offset"), getattr(self, f"{part}_scale")
         if offset is None and scale is None:
-            return None, None
+            return None
         dim = self.base_dim if part == "base" else self.total_dim
         off = torch.tensor(offset if offset is not None else [0.0] * dim, dtype=like.dtype, device=like.device)
         sc = torch.tensor(scale if scale is not None else [1.0] * dim, dtype=like.dtype, device=like.device)
         return off, sc
 
+    def support_share(self, total: Tensor) -> Tensor | None:
+        """Share of the points ``total [..., n, d_E]`` (original units) whose every column lies in
+        its :class:`ColumnSupport`: ``[...]``; ``None`` when the spec has no supports."""
+        if self.total_support is None:
+            return None
+        inside = torch.ones(total.shape[:-1], dtype=torch.bool, device=total.device)
+        for j, support in enumerate(self.total_support):
+            if not support.is_trivial:
+                inside = inside & support.contains(total[..., j])
+        return inside.double().mean(-1)
+
+    def same_columns(self, other: BundleSpec) -> bool:
+        """Whether ``other`` describes the same columns in the same units (names, scalings, and
+        the source where both name one; the fiber's shape and the columns' supports may differ,
+        e.g. found from other rows)."""
+        keys = ("base_names", "total_names", *_SCALING_KEYS)
+        same_source = self.source is None or other.source is None or self.source == other.source
+        return same_source and all(_close(getattr(self, k), getattr(other, k)) for k in keys)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, ints, floats), safe for ``torch.load(weights_only=True)``.
 
-        Identity scalings are left out, so specs of synthetic data are unchanged.
+        Identity scalings, an unknown fiber dimension and absent supports are left out, so specs
+        of synthetic data are unchanged.
         """
         d: dict[str, Any] = {"base_names": list(self.base_names), "total_names": list(self.total_names), "fiber_circles": int(self.fiber_circles)}
         for key in _SCALING_KEYS:
             values = getattr(self, key)
             if values is not None:
                 d[key] = [float(v) for v in values]
+        if self.fiber_span is not None:
+            d["fiber_span"] = int(self.fiber_span)
+        if self.total_support is not None:
+            d["total_support"] = [s.to_dict() for s in self.total_support]
+        if self.source is not None:
+            d["source"] = self.source
         return d
 
     @classmethod
@@ -119,10 +220,14 @@ class BundleSpec:
         if isinstance(spec, BundleSpec):
             return spec
         scaling = {key: tuple(float(v) for v in spec[key]) for key in _SCALING_KEYS if spec.get(key) is not None}
+        support = spec.get("total_support")
         return cls(
             base_names=tuple(str(n) for n in spec["base_names"]),
             total_names=tuple(str(n) for n in spec["total_names"]),
             fiber_circles=int(spec.get("fiber_circles", 0)),
+            fiber_span=None if spec.get("fiber_span") is None else int(spec["fiber_span"]),
+            total_support=None if support is None else tuple(ColumnSupport.coerce(c) for c in support),
+            source=None if spec.get("source") is None else str(spec["source"]),
             **scaling,
         )
 
@@ -130,21 +235,30 @@ class BundleSpec:
 _SCALING_KEYS = ("base_offset", "base_scale", "total_offset", "total_scale")
 
 
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None or isinstance(a[0] if a else None, str):
+        return a == b
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
+
+
 class Bundle(ABC):
     """A bundle π: E → B with named coordinates.
 
     Subclasses define ``base_names``, ``total_names`` and the three methods below.
-    ``fiber_circles`` is the number of circle factors expected in a fiber (a hint for the
-    model's fiber latent, ``model.num_circles``).
+    ``fiber_circles`` is the number of circle factors expected in a fiber and ``fiber_span`` the
+    number of directions it spreads in (see :class:`BundleSpec`; hints for the model's fiber
+    latent).
     """
 
     base_names: tuple[str, ...]
     total_names: tuple[str, ...]
     fiber_circles: int = 0
+    fiber_span: int | None = None
 
     @property
     def spec(self) -> BundleSpec:
-        return BundleSpec(tuple(self.base_names), tuple(self.total_names), self.fiber_circles)
+        return BundleSpec(tuple(self.base_names), tuple(self.total_names), self.fiber_circles, fiber_span=self.fiber_span,
+                          source=type(self).__name__)
 
     @property
     def base_dim(self) -> int:
@@ -171,6 +285,20 @@ class Bundle(ABC):
     def check_base(self, base: Tensor) -> Tensor:
         """Return ``base`` as a float ``[B, d_B]`` tensor, or raise a one-line :class:`InputError`."""
         return check_points(base, self.base_dim, what="base point", names=self.base_names)
+
+    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
+                          units: Units = "original") -> Tensor:
+        """Euclidean distance of points ``total [B, n, d_E]`` to the fiber over ``base [B, d_B]``: ``[B, n]``.
+
+        Bundles whose fibers have a closed form override this with the exact distance. The
+        default is the distance to the nearest of ``DENSE_FIBER_POINTS`` points of
+        :meth:`sample_fiber` (for a fiber of length ℓ drawn uniformly, an error of order
+        ℓ / ``DENSE_FIBER_POINTS``). ``units`` (``original`` or ``scaled``) is that of both
+        arguments; bundles without a scaling (the synthetic ones) read both the same.
+        """
+        check_units(units)
+        dense = self.sample_fiber(base, DENSE_FIBER_POINTS, generator)
+        return nearest_neighbour_distance(total, dense.to(total))
 
 
 def check_points(points: object, dim: int, what: str, names: tuple[str, ...] | list[str] = ()) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSamples
+from bundlenet.bundles.base import Bundle, BundleSamples, Units
 from bundlenet.bundles.torus import _uniform, base_angle, circle_base
 
 
@@ -25,6 +25,7 @@ class MoebiusBand(Bundle):
     base_names = ("u", "v")
     total_names = ("x", "y", "z")
     fiber_circles = 0
+    fiber_span = 1
 
     def __init__(self, centre_radius: float = 8.0, half_width: float = 2.0, base_radius: float = 4.5) -> None:
         self.centre_radius = float(centre_radius)
@@ -48,3 +49,17 @@ class MoebiusBand(Bundle):
 
     def project(self, total: Tensor) -> Tensor:
         return circle_base(base_angle(total), self.base_radius)
+
+    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
+                          units: Units = "original") -> Tensor:
+        """Exact distance of ``total [B, n, 3]`` to the fiber segment over ``base [B, 2]``: ``[B, n]``.
+
+        The fiber over s is the segment c + t·u, t ∈ [−h, h], with c the centre-circle point and
+        u = (cos(s/2)cos s, cos(s/2)sin s, sin(s/2)) a unit vector; the nearest point has t
+        clamped to [−h, h].
+        """
+        s = base_angle(self.check_base(base).to(total)).unsqueeze(1)
+        centre = self.embed(s, torch.zeros_like(s))
+        direction = self.embed(s, torch.ones_like(s)) - centre
+        t = ((total - centre) * direction).sum(-1).clamp(-self.half_width, self.half_width)
+        return (total - centre - t.unsqueeze(-1) * direction).norm(dim=-1)

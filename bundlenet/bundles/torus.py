@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSamples
+from bundlenet.bundles.base import Bundle, BundleSamples, Units
 
 
 def _uniform(shape: tuple[int, ...], low: Tensor | float, high: Tensor | float, generator: torch.Generator | None) -> Tensor:
@@ -38,6 +38,7 @@ class Torus(Bundle):
     base_names = ("u", "v")
     total_names = ("x", "y", "z")
     fiber_circles = 1
+    fiber_span = 2
 
     def __init__(self, major_radius: float = 8.0, minor_radius: float = 2.0, base_radius: float = 4.5) -> None:
         self.major_radius = float(major_radius)
@@ -72,13 +73,41 @@ class Torus(Bundle):
     def project(self, total: Tensor) -> Tensor:
         return circle_base(base_angle(total), self.base_radius)
 
-    def distance_to_fiber_circle(self, total: Tensor, base: Tensor) -> Tensor:
-        """Euclidean distance of points ``total [..., 3]`` to the full fiber circle over ``base [..., 2]``."""
+    def fiber_plane(self, total: Tensor, base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Coordinates of ``total [..., 3]`` in the plane of the fiber over ``base [..., 2]``:
+        ``(radial, height, off_plane)`` with the fiber circle centred at radial = height = 0."""
         phi = base_angle(base)
         radial = total[..., 0] * phi.cos() + total[..., 1] * phi.sin() - self.major_radius
-        tangential = -total[..., 0] * phi.sin() + total[..., 1] * phi.cos()
-        in_plane = torch.sqrt(radial**2 + total[..., 2] ** 2) - self.minor_radius
-        return torch.sqrt(tangential**2 + in_plane**2)
+        off_plane = -total[..., 0] * phi.sin() + total[..., 1] * phi.cos()
+        return radial, total[..., 2], off_plane
+
+    def distance_to_fiber_circle(self, total: Tensor, base: Tensor) -> Tensor:
+        """Euclidean distance of points ``total [..., 3]`` to the full fiber circle over ``base [..., 2]``."""
+        radial, height, off_plane = self.fiber_plane(total, base)
+        in_plane = torch.sqrt(radial**2 + height**2) - self.minor_radius
+        return torch.sqrt(off_plane**2 + in_plane**2)
+
+    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
+                          units: Units = "original") -> Tensor:
+        """Exact distance of ``total [B, n, 3]`` to the fiber over ``base [B, 2]``: ``[B, n]``.
+
+        The fiber is the arc θ ∈ [low, high] of the circle of radius r in the fiber plane (the
+        whole circle for the torus). A point whose nearest circle point lies on the arc is at
+        its circle distance; otherwise the nearer arc end is the nearest fiber point.
+        """
+        base = self.check_base(base).to(total).unsqueeze(1)
+        radial, height, off_plane = self.fiber_plane(total, base)
+        circle = torch.sqrt(off_plane**2 + (torch.sqrt(radial**2 + height**2) - self.minor_radius) ** 2)
+        low, high = self.theta_bounds(base_angle(base).expand_as(radial))
+        if bool((high - low >= 2 * math.pi).all()):
+            return circle
+        theta = torch.remainder(torch.atan2(height, radial), 2 * math.pi)
+        inside = ((theta - low) >= 0) & ((theta - low) <= high - low)
+        ends = torch.stack([low, high], dim=-1)
+        end_points = self.minor_radius * torch.stack([ends.cos(), ends.sin()], dim=-1)  # (radial, height) of both ends
+        point = torch.stack([radial, height], dim=-1).unsqueeze(-2)
+        to_ends = torch.sqrt((point - end_points).pow(2).sum(-1) + off_plane.unsqueeze(-1) ** 2).min(dim=-1).values
+        return torch.where(inside, circle, to_ends)
 
 
 class SlicedTorus(Torus):

@@ -1,0 +1,72 @@
+"""Columns keep their support: found from the data, stated by the user, and respected by the
+invertible per-column maps every model samples through."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bundlenet.bundles.base import BundleSpec, ColumnSupport
+from bundlenet.data.columns import infer_supports
+from bundlenet.errors import InputError
+from bundlenet.nn.support import SupportTransform
+
+
+def _table(n: int = 2000) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    amount = torch.where(torch.rand(n, generator=gen) < 0.4, 0.0, torch.rand(n, generator=gen) * 5)  # 40% exact zeros
+    age = torch.tensor([1.0, 3.0, 7.0, 28.0, 90.0])[torch.randint(0, 5, (n,), generator=gen)]  # 5 values
+    share = torch.rand(n, generator=gen) * 0.9 + 0.05  # in (0, 1)
+    free = torch.randn(n, generator=gen) * 3  # any sign
+    return torch.stack([amount, age, share, free], dim=1)
+
+
+def test_supports_are_found_from_the_data() -> None:
+    amount, age, share, free = infer_supports(_table(), ["amount", "age", "share", "free"])
+    assert amount.lower == 0.0 and amount.atoms == (0.0,) and amount.values is None
+    assert age.values == (1.0, 3.0, 7.0, 28.0, 90.0)
+    assert share.lower == 0.0 and share.atoms == ()  # non-negative, no point mass
+    assert free.is_trivial
+
+
+def test_stated_bounds_and_discrete_columns_win() -> None:
+    _, age, share, _ = infer_supports(_table(), ["amount", "age", "share", "free"], bounds={"share": [0, 1]}, discrete=[])
+    assert share.lower == 0.0 and share.upper == 1.0
+    assert age.values is None  # discrete=[]: no column is discrete
+    with pytest.raises(InputError, match="nope"):
+        infer_supports(_table(), ["amount", "age", "share", "free"], bounds={"nope": [0, 1]})
+
+
+def _transform() -> tuple[SupportTransform, torch.Tensor, tuple[ColumnSupport, ...]]:
+    x = _table()
+    supports = tuple(infer_supports(x, ["amount", "age", "share", "free"], bounds={"share": [0, 1]}))
+    spec = BundleSpec(("y",), ("amount", "age", "share", "free"), total_support=supports)
+    t = SupportTransform(spec)
+    t.fit(x)
+    return t, x, supports
+
+
+def test_any_unconstrained_value_maps_inside_the_support() -> None:
+    t, _, supports = _transform()
+    u = 10 * torch.randn(5000, 4, generator=torch.Generator().manual_seed(1))
+    x = t.inverse(u)
+    for j, support in enumerate(supports):
+        assert bool(support.contains(x[:, j]).all()), f"column {j} left its support"
+
+
+def test_inverse_of_forward_is_the_data_and_point_masses_keep_their_share() -> None:
+    t, x, _ = _transform()
+    u = t(x, generator=torch.Generator().manual_seed(2))
+    back = t.inverse(u)
+    torch.testing.assert_close(back[:, [0, 1, 3]], x[:, [0, 1, 3]], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(back[:, 2], x[:, 2], atol=1e-4, rtol=1e-4)
+    # dequantized training values are continuous: no two rows share a value of the discrete column
+    assert torch.unique(u[:, 1]).numel() == x.shape[0]
+    # exact zeros become values below the bound, so the mass below it is the share of zeros
+    assert float((u[:, 0] < 0).double().mean()) == pytest.approx(float((x[:, 0] == 0).double().mean()))
+
+
+def test_a_spec_without_supports_is_the_identity() -> None:
+    t = SupportTransform(BundleSpec(("y",), ("a", "b")))
+    x = torch.randn(10, 2)
+    assert not t.active and t(x) is x and t.inverse(x) is x
