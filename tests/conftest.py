@@ -18,20 +18,41 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def make_torus_model(num_nbhds: int = 5, seed: int = 0, num_train: int = 500, **kwargs: object) -> tuple[object, object]:
-    """A small BundleNet and a torus datamodule (full batch)."""
-    from bundlenet import BundleNet, Torus
-    from bundlenet.datamodule import BundleDataModule
-    from bundlenet.optim import cosine_with_warmup
+def _torus_data(seed: int, num_train: int) -> object:
+    from bundlenet import Torus
+    from bundlenet.data.datamodule import BundleDataModule
 
     pl.seed_everything(seed, verbose=False)
     dm = BundleDataModule(Torus(), num_train=num_train, num_val_fibers=2, val_fiber_points=100, seed=seed)
     dm.setup("fit")
-    options = dict(num_nbhds=num_nbhds, optimizer=functools.partial(torch.optim.Adam, lr=2e-3),
-                   scheduler=functools.partial(cosine_with_warmup, warmup_steps=20))
+    return dm
+
+
+def _optim() -> dict[str, object]:
+    from bundlenet.optim import cosine_with_warmup
+
+    return dict(optimizer=functools.partial(torch.optim.Adam, lr=2e-3),
+                scheduler=functools.partial(cosine_with_warmup, warmup_steps=20))
+
+
+def make_torus_model(num_nbhds: int | None = 5, seed: int = 0, num_train: int = 500, **kwargs: object) -> tuple[object, object]:
+    """A small default BundleNet and a torus datamodule (full batch)."""
+    from bundlenet import BundleNet
+
+    dm = _torus_data(seed, num_train)
+    options = dict(num_nbhds=num_nbhds, hidden_features=48, **_optim())
     options.update(kwargs)
-    model = BundleNet(dm.spec, **options)
-    return model, dm
+    return BundleNet(dm.spec, **options), dm
+
+
+def make_paper_model(num_nbhds: int = 5, seed: int = 0, num_train: int = 500, **kwargs: object) -> tuple[object, object]:
+    """A small model with the authors' objective (``model=bundlenet_paper``) and a torus datamodule."""
+    from bundlenet.models.paper import PaperBundleNet
+
+    dm = _torus_data(seed, num_train)
+    options = dict(num_nbhds=num_nbhds, **_optim())
+    options.update(kwargs)
+    return PaperBundleNet(dm.spec, **options), dm
 
 
 def fit(model: pl.LightningModule, dm: pl.LightningDataModule, steps: int, root: Path) -> pl.Trainer:
@@ -47,9 +68,9 @@ def fit(model: pl.LightningModule, dm: pl.LightningDataModule, steps: int, root:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
-    """A torus BundleNet (default architecture, 100 neighbourhoods, 1000 points) trained for
-    300 full-batch steps, its datamodule and its last checkpoint."""
+    """A torus BundleNet (default architecture, neighbourhoods chosen from the data, 1000 points)
+    trained for 300 full-batch steps, its datamodule and its last checkpoint."""
     root = tmp_path_factory.mktemp("trained")
-    model, dm = make_torus_model(num_nbhds=100, num_train=1000)
+    model, dm = make_torus_model(num_nbhds=None, num_train=1000, hidden_features=96)
     fit(model, dm, steps=300, root=root)
     return model, dm, root / "checkpoints" / "last.ckpt"

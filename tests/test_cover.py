@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bundlenet.cover import Cover, group_by
 from bundlenet.errors import InputError
+from bundlenet.nn.cover import Cover, group_by
 
 
 def test_group_by_matches_a_loop() -> None:
@@ -15,7 +15,7 @@ def test_group_by_matches_a_loop() -> None:
     assert groups.neighbourhood.tolist() == [0, 1, 3, 5]
     for row, k in enumerate(groups.neighbourhood.tolist()):
         members = groups.index[row][groups.mask[row]].tolist()
-        assert members == [i for i, l in enumerate(labels.tolist()) if l == k]
+        assert members == [i for i, label in enumerate(labels.tolist()) if label == k]
     assert groups.index.shape == (4, 3)
 
 
@@ -51,7 +51,7 @@ def test_kmeans_on_a_subsample_covers_every_point() -> None:
 
 def test_distances_to_the_centres_are_computed_in_blocks() -> None:
     """Blocks of points give what one [N, K] distance matrix gives."""
-    from bundlenet.metrics import pairwise_distances, per_query
+    from bundlenet.evaluation.metrics import pairwise_distances, per_query
 
     gen = torch.Generator().manual_seed(0)
     cover = Cover(6, 2)

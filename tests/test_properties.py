@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundlenet.metrics import mmd, wasserstein
-from bundlenet.trivialization import LocalTrivialization
+from bundlenet.evaluation.metrics import mmd, wasserstein
+from bundlenet.nn.trivialization import LocalTrivialization
 
 
 @settings(max_examples=25, deadline=None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
@@ -13,12 +15,28 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
-from bundlenet.metrics import per_query, wasserstein
+from bundlenet.evaluation.metrics import per_query, wasserstein
+from bundlenet.nn.support import SupportTransform
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Trivialized:
+    """φ applied to total-space points.
+
+    Attributes:
+        base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (in the units asked for).
+        fiber: ``[N, D − d_B]`` the fiber latent.
+        neighbourhood: ``[N]`` the neighbourhood whose chart was used.
+    """
+
+    base: Tensor
+    fiber: Tensor
+    neighbourhood: Tensor
 
 
 class Standardizer(nn.Module):
@@ -97,7 +115,7 @@ class BundleModel(pl.LightningModule, ABC):
     """Base class of BundleNet and the baselines.
 
     Subclasses implement :meth:`generate` (one total-space point per base point) and the
-    training step; this class gives them the public sampling API of DESIGN §4, fiber-wise
+    training step; this class gives them the public sampling API (docs/sampling.md), fiber-wise
     validation (exact-OT W2 against true fibers, logged as ``val/fiber_w2`` and its ratio to
     the noise floor), optimizers, and checkpoint metadata.
 
@@ -109,12 +127,15 @@ class BundleModel(pl.LightningModule, ABC):
 
     conditional: ClassVar[bool] = True
     data_config: dict[str, Any] | None = None
+    data_hash: str | None = None  # of the training points (fit_data); checkpoints keep it
+    fitted: Tensor  # a buffer: whether fit_data has run
 
     def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
         super().__init__()
         self.spec = BundleSpec.coerce(spec)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.columns = SupportTransform(self.spec)
         self.total_scaler = Standardizer(self.spec.total_dim)
         self.base_scaler = Standardizer(self.spec.base_dim)
         self.base_bank = EmpiricalBase(self.spec.base_dim)
@@ -123,7 +144,7 @@ class BundleModel(pl.LightningModule, ABC):
     # ----------------------------------------------------------------- data-dependent state
     def setup(self, stage: str) -> None:
         if stage == "fit" and not bool(self.fitted):
-            datamodule = self.trainer.datamodule
+            datamodule = self.trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it at run time
             if datamodule is None or not hasattr(datamodule, "train_tensors"):
                 raise InputError("fit this model with a bundlenet datamodule (trainer.fit(model, datamodule=...))")
             self.fit_data(*datamodule.train_tensors())
@@ -133,14 +154,36 @@ class BundleModel(pl.LightningModule, ABC):
         """Fit everything that depends on the training data (scalers, cover, ...) before training."""
         total = check_points(total, self.spec.total_dim, "training point", self.spec.total_names)
         base = check_points(base, self.spec.base_dim, "training base point", self.spec.base_names)
-        self.total_scaler.fit(total)
+        self.columns.fit(total)
+        self.total_scaler.fit(self.columns(total, torch.Generator(device=total.device).manual_seed(0)))
         self.base_scaler.fit(base)
         self.base_bank.fit(base)
         self.fit_extra(total, base)
         self.fitted.fill_(True)
+        self.data_hash = data_hash(total, base)
+
+    def rank_share(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """This process's rows of a batch under data-parallel training (every rank receives the
+        same batch, ``trainer=ddp``): rows ``rank, rank + W, ...`` of ``W`` ranks, so the ranks'
+        averaged gradients are those of the whole batch. Unchanged with one process."""
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return tensors
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        return tuple(t[rank::world] for t in tensors)
 
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
         """Hook for model-specific data-dependent state (BundleNet fits its cover here)."""
+
+    def standardize(self, total: Tensor, dequantize: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        """Total-space points in scaled units ``[N, d_E]`` → the standardised, unconstrained space
+        the networks learn in: each column's support map (:class:`SupportTransform`; random
+        dequantization of discrete values and point masses when ``dequantize``), then the
+        isotropic standardisation."""
+        return self.total_scaler(self.columns(total, generator, dequantize))
+
+    def unstandardize(self, z: Tensor) -> Tensor:
+        """Inverse of :meth:`standardize`: ``[N, d_E]`` → scaled units, every column in its support."""
+        return self.columns.inverse(self.total_scaler.inverse(z))
 
     # ----------------------------------------------------------------- sampling API
     @abstractmethod
@@ -150,7 +193,7 @@ class BundleModel(pl.LightningModule, ABC):
     def check_base(self, base: object, units: Units = "original") -> Tensor:
         """Validate user base points ``[B, d_B]`` in ``units`` and return them on the model in
         its scaled units (``spec.to_scaled``; the identity for synthetic data)."""
-        points = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)
+        points = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
         return self.spec.to_scaled(points, "base") if check_units(units) == "original" else points
 
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
@@ -230,5 +273,34 @@ class BundleModel(pl.LightningModule, ABC):
         from bundlenet import __version__
 
         checkpoint["bundlenet"] = {"version": __version__, "model": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.data_hash is not None:
+            checkpoint["bundlenet"]["data_hash"] = self.data_hash
         if self.data_config is not None:
             checkpoint["bundlenet"]["data"] = self.data_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming (``trainer.fit(ckpt_path=...)``) into a model already fitted to data: refuse a
+        checkpoint of other training data or of another model shape, naming what differs."""
+        if self.data_hash is None:  # loading to sample or evaluate: nothing to compare against
+            return
+        saved = checkpoint.get("bundlenet", {})
+        if saved.get("data_hash") not in (None, self.data_hash):
+            raise InputError("the checkpoint was trained on other data (the training rows differ: a changed data file, "
+                             "data option or seed); resume with the same data, or start a new run")
+        old = checkpoint.get("hyper_parameters", {})
+        changed = [f"model.{k}={old[k]!r} in the checkpoint, {v!r} now" for k, v in self.hparams.items()
+                   if k in old and k != "spec" and not callable(v) and old[k] != v]
+        shapes = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
+        mine = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        if shapes and shapes != mine:
+            detail = "; ".join(changed) or "its parameters have other shapes"
+            raise InputError(f"the checkpoint is a different model ({detail}); resume with the checkpoint's model options")
+
+
+def data_hash(total: Tensor, base: Tensor) -> str:
+    """A short content hash of training points (order included): resuming checks it."""
+    digest = hashlib.sha256()
+    for t in (total, base):
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,9 +1,9 @@
-"""BundleNet as a LightningModule (Courts & Kvinge, *Bundle Networks*, ICLR 2022)."""
+"""The authors' BundleNet objective (Courts & Kvinge, *Bundle Networks*, ICLR 2022): ``model=bundlenet_paper``,
+used by the ``experiment=paper_*`` presets."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -11,12 +11,12 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.cover import Cover, group_by
 from bundlenet.errors import InputError
-from bundlenet.fiber_prior import FiberPrior
-from bundlenet.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
-from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
-from bundlenet.trivialization import Coupling, LocalTrivialization
+from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
+from bundlenet.nn.cover import Cover, group_by
+from bundlenet.nn.fiber_prior import FiberPrior
+from bundlenet.nn.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
+from bundlenet.nn.trivialization import Coupling, LocalTrivialization
 
 log = logging.getLogger(__name__)
 rank_zero_info = rank_zero_only(log.info)
@@ -24,28 +24,13 @@ rank_zero_info = rank_zero_only(log.info)
 _CHUNK = 8192  # rows per pass in sampling and trivialize: bounds the activation memory of wide flows
 
 
-@dataclass(frozen=True)
-class Trivialized:
-    """φ applied to total-space points.
-
-    Attributes:
-        base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (in the units asked for).
-        fiber: ``[N, D − d_B]`` the fiber latent.
-        neighbourhood: ``[N]`` the neighbourhood whose chart was used.
-    """
-
-    base: Tensor
-    fiber: Tensor
-    neighbourhood: Tensor
-
-
-class BundleNet(BundleModel):
+class PaperBundleNet(BundleModel):
     r"""A Bundle Network: a cover of the base and a local trivialization on each neighbourhood.
 
     For a neighbourhood U_k (k-means cell of the base), φ_k: π⁻¹(U_k) → U_k × F is an invertible
-    network conditioned on k (:class:`~bundlenet.trivialization.LocalTrivialization`). Points are
+    network conditioned on k (:class:`~bundlenet.nn.trivialization.LocalTrivialization`). Points are
     standardised and zero-padded to ``total_dim`` = D; ``φ_k(x) = (ŷ, z)`` with ŷ ∈ R^{d_B} the
-    base and z ∈ R^{D−d_B} the fiber latent (:class:`~bundlenet.fiber_prior.FiberPrior`).
+    base and z ∈ R^{D−d_B} the fiber latent (:class:`~bundlenet.nn.fiber_prior.FiberPrior`).
     Training minimises ``w_c‖ŷ − y‖ + w_f KL(data‖gen) + w_b KL(gen‖data) + w_d dist`` where the
     generated points are ``φ_k⁻¹(y, z)`` for the real y of the batch repeated ``num_generated``
     times. Sampling a fiber over y is ``φ_k⁻¹(y, z)``, z drawn from the neighbourhood's stored
@@ -133,13 +118,13 @@ class BundleNet(BundleModel):
 
     # ----------------------------------------------------------------- pieces
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
-        sizes = self.cover.fit(base, seed=self.hparams.cover_seed)
+        sizes = self.cover.fit(base, seed=self.hparams["cover_seed"])
         rank_zero_info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
 
     def context(self, neighbourhood: Tensor) -> Tensor:
         """The condition of φ for each neighbourhood index ``[N]`` → ``[N, C]``."""
         parts = []
-        if self.hparams.context != "embedding":
+        if self.hparams["context"] != "embedding":
             parts.append(self.base_scaler(self.cover.centres)[neighbourhood])
         if self.embedding is not None:
             parts.append(self.embedding(neighbourhood))
@@ -147,7 +132,7 @@ class BundleNet(BundleModel):
 
     def pad(self, total: Tensor) -> Tensor:
         """Standardise and zero-pad total-space points: ``[N, d_E]`` → ``[N, D]``."""
-        x = self.total_scaler(total)
+        x = self.standardize(total, dequantize=self.training)
         return nn.functional.pad(x, (0, self.total_dim - x.shape[1]))
 
     def encode(self, total: Tensor, neighbourhood: Tensor) -> tuple[Tensor, Tensor]:
@@ -171,7 +156,7 @@ class BundleNet(BundleModel):
         average then covers every neighbourhood once.
         """
         rank, world = shard
-        overlap = self.hparams.overlap
+        overlap = self.hparams["overlap"]
         charts = self.cover.nearest(base, overlap)  # [N, overlap], nearest first
         nbhd = charts[:, 0]
         base_hat, latent = self.encode(total.repeat_interleave(overlap, dim=0), charts.reshape(-1))
@@ -187,7 +172,7 @@ class BundleNet(BundleModel):
             own = groups.neighbourhood % world == rank
             groups, stats = groups.select(own), stats.select(own)
 
-        gen_groups = groups.repeat(self.hparams.num_generated)
+        gen_groups = groups.repeat(self.hparams["num_generated"])
         row = torch.arange(groups.index.shape[0], device=nbhd.device).unsqueeze(1).expand_as(gen_groups.index)
         point = gen_groups.index[gen_groups.mask]
         gen_rows = row[gen_groups.mask]
@@ -231,7 +216,7 @@ class BundleNet(BundleModel):
         for chunk in base.split(_CHUNK):
             nbhd = self.cover.assign(chunk)
             z = self.prior.sample(self.prior.stats, nbhd, generator)
-            out.append(self.total_scaler.inverse(self.decode(chunk, z, nbhd)[:, :d_e]))
+            out.append(self.unstandardize(self.decode(chunk, z, nbhd)[:, :d_e]))
         return torch.cat(out) if out else base.new_zeros(0, d_e)
 
     @torch.no_grad()
@@ -245,7 +230,7 @@ class BundleNet(BundleModel):
         the chart under whose fiber prior z_k is most likely: far-away charts extrapolate and
         send x to latents no point of their neighbourhood has.
         """
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
         original = check_units(units) == "original"
         if original:
             x = self.spec.to_scaled(x, "total")
@@ -266,6 +251,14 @@ class BundleNet(BundleModel):
         rows = torch.arange(x.shape[0], device=x.device)
         chosen = base[rows, chart]
         return Trivialized(self.spec.to_original(chosen, "base") if original else chosen, latent[rows, chart], chart)
+
+    @torch.no_grad()
+    def latent_codes(self, total: Tensor, base: Tensor) -> tuple[Tensor, Tensor, int]:
+        """The encoded fiber latents of training points ``(total, base)`` (scaled units) in the
+        chart of their own neighbourhood, the neighbourhoods, and the circle pairs."""
+        nbhd = self.cover.assign(base)
+        _, latent = self.encode(total, nbhd)
+        return latent, nbhd, self.prior.num_circles
 
     def project(self, total: object, units: Units = "original") -> Tensor:
         """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""

@@ -12,7 +12,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
-from bundlenet.metrics import per_query
+from bundlenet.evaluation.metrics import pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 rank_zero_warn = rank_zero_only(log.warning)
@@ -68,13 +68,21 @@ def group_by(labels: Tensor, num_groups: int) -> Groups:
 
 
 class Cover(nn.Module):
-    """K neighbourhoods of the base space: the Voronoi cells of k-means centres.
+    r"""K neighbourhoods of the base space: the Voronoi cells of k-means centres, overlapping
+    through a partition of unity.
 
     The centres ``[K, d_B]`` are a buffer, so a checkpoint carries its cover. A base point
-    belongs to the neighbourhood of its nearest centre.
+    belongs to the neighbourhood of its nearest centre (:meth:`assign`). The partition of unity
+    (:meth:`weights`) blends neighbourhoods smoothly,
+
+    .. math:: w_k(y) = \frac{\exp(-|y - c_k|^2 / 2h^2)}{\sum_j \exp(-|y - c_j|^2 / 2h^2)},
+
+    with the bandwidth h = ``overlap`` × the median distance from a centre to its nearest other
+    centre (a buffer set by :meth:`fit`).
     """
 
     centres: Tensor
+    bandwidth: Tensor
 
     def __init__(self, num_nbhds: int, base_dim: int) -> None:
         super().__init__()
@@ -82,8 +90,9 @@ class Cover(nn.Module):
             raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
         self.num_nbhds = int(num_nbhds)
         self.register_buffer("centres", torch.zeros(num_nbhds, base_dim))
+        self.register_buffer("bandwidth", torch.ones(()))
 
-    def fit(self, base: Tensor, seed: int = 0, max_points: int = 100_000) -> Tensor:
+    def fit(self, base: Tensor, seed: int = 0, max_points: int = 100_000, overlap: float = 1.0) -> Tensor:
         """Run k-means (scikit-learn, seeded) on training base points ``[N, d_B]``.
 
         Past ``max_points`` points, k-means runs on a seeded subsample of that size (memory
@@ -106,6 +115,9 @@ class Cover(nn.Module):
             warnings.simplefilter("ignore")
             kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(sample.double().cpu().numpy())
         self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
+        if self.num_nbhds > 1:
+            gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
+            self.bandwidth.fill_(float(overlap * gaps.median().clamp_min(1e-6)))
         sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
         small = (sizes < 2).nonzero().squeeze(1).tolist()
         if small:
@@ -119,6 +131,11 @@ class Cover(nn.Module):
     def nearest(self, base: Tensor, count: int) -> Tensor:
         """The ``count`` nearest neighbourhoods of each base point, nearest first: ``[N, count]``."""
         return per_query(base, self.centres, lambda d: d.topk(count, dim=1, largest=False).indices)
+
+    def weights(self, base: Tensor) -> Tensor:
+        """The partition of unity at each base point: ``[N, d_B]`` → ``[N, K]``, rows sum to 1."""
+        d2 = per_query(base, self.centres, lambda d: d.pow(2))
+        return torch.softmax(-d2 / (2 * self.bandwidth.to(d2) ** 2), dim=1)
 
     def distance_to_centre(self, base: Tensor) -> Tensor:
         """Distance of each base point to its nearest centre: ``[N]``."""

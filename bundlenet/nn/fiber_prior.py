@@ -1,4 +1,6 @@
-"""The fiber latent: circle pairs × intervals, with per-neighbourhood statistics."""
+"""Fiber latents: :class:`FiberLatent`, the prior of a BundleNet (circle pairs, intervals and
+normal coordinates, with a density), and :class:`FiberPrior`, the authors' per-neighbourhood
+statistics of encoded latents (the paper objective, :mod:`bundlenet.models.paper`)."""
 
 from __future__ import annotations
 
@@ -119,3 +121,55 @@ class FiberPrior(nn.Module):
         radius = stats.radius_mean[rows] + stats.radius_std[rows] * radius_eps
         circles = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=-1).reshape(n, 2 * c)
         return torch.cat([circles, z[:, 2 * c :]], dim=1)
+
+
+class FiberLatent(nn.Module):
+    r"""A fiber latent with a density and the fiber's topology: the prior :math:`p_F` of a BundleNet.
+
+    :math:`z \in R^D` is ``circles`` circle pairs, then ``span − 2·circles`` interval coordinates,
+    then ``D − span`` normal coordinates:
+
+    .. math::
+        (z_{2j}, z_{2j+1}) = \rho_j(\cos\alpha_j, \sin\alpha_j),\ \rho_j \sim N(\sqrt2, \sigma_c^2),\
+        \alpha_j \sim U[0, 2\pi); \qquad z_i \sim N(0, 1)\ \text{(intervals)}; \qquad
+        z_i \sim N(0, \sigma_n^2)\ \text{(normal)}.
+
+    The density of a circle pair at a point of radius ρ is :math:`N(\rho; \sqrt2, \sigma_c^2) /
+    (2\pi\rho)` (the 1/ρ of polar coordinates). A circle of radius ρ has variance ρ²/2 per
+    coordinate, so √2 is the radius of a circle of unit variance, which is what local frames
+    make of a fiber circle. Interval coordinates hold the fiber's other directions; normal
+    coordinates, the directions off the fiber, are narrow (σ_n = ``normal_width``) so samples
+    lie close to the fiber; a fiber that is thicker there is still learned, by the flow widening
+    them.
+    """
+
+    def __init__(self, dim: int, circles: int = 0, span: int | None = None, ring_width: float = 0.1,
+                 normal_width: float = 0.05) -> None:
+        super().__init__()
+        span = dim if span is None else int(span)
+        if not 0 <= 2 * circles <= span <= dim:
+            raise ValueError(f"need 0 <= 2*circles <= span <= dim, got circles={circles}, span={span}, dim={dim}")
+        self.dim, self.circles, self.span = dim, int(circles), span
+        self.ring_width, self.normal_width = float(ring_width), float(normal_width)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log p_F(z) of latents ``z [N, D]``: ``[N]``."""
+        c, s = 2 * self.circles, self.span
+        radius = z[:, :c].reshape(z.shape[0], self.circles, 2).norm(dim=-1).clamp_min(1e-12)
+        rings = (_log_normal(radius, math.sqrt(2.0), self.ring_width) - math.log(2 * math.pi) - radius.log()).sum(1)
+        return rings + _log_normal(z[:, c:s], 0.0, 1.0).sum(1) + _log_normal(z[:, s:], 0.0, self.normal_width).sum(1)
+
+    def sample(self, num: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> Tensor:
+        """``num`` latents ``[num, D]``."""
+        z = torch.randn(num, self.dim, generator=generator, device=device, dtype=dtype)
+        z[:, self.span:] *= self.normal_width
+        if self.circles:
+            radius = math.sqrt(2.0) + self.ring_width * z[:, : self.circles]
+            angle = 2 * math.pi * torch.rand(num, self.circles, generator=generator, device=device, dtype=dtype)
+            z[:, : 2 * self.circles] = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=-1).reshape(num, -1)
+        return z
+
+
+def _log_normal(x: Tensor, mean: float, std: float) -> Tensor:
+    return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)

@@ -8,11 +8,12 @@ fiber terms compare, inside each neighbourhood, the real points with points gene
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import cast
 
 import torch
 from torch import Tensor
 
-from bundlenet.metrics import knn_kl_divergence, mean_nearest_distance
+from bundlenet.evaluation.metrics import knn_kl_divergence, mean_nearest_distance
 
 DEFAULT_WEIGHTS = {"commutativity": 10.0, "kl_fwd": 1.0, "kl_bwd": 1.0, "distance": 1.0}
 
@@ -27,7 +28,7 @@ class LossTerms:
     distance: Tensor
 
     def total(self, weights: dict[str, float]) -> Tensor:
-        return sum(weights[name] * value for name, value in self.items().items())
+        return cast(Tensor, sum(weights[name] * value for name, value in self.items().items()))  # four terms: never the start 0
 
     def items(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -80,7 +80,9 @@ class ConditionalAffine(Transform):
         self.clamp = clamp
         self.net = ConditionalMLP(0, 2 * features, context_features, hidden_features, depth)
 
-    def _params(self, inputs: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+    def _params(self, inputs: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        if context is None:
+            raise ValueError("ConditionalAffine needs a context")
         distinct, row = distinct_rows(context)
         raw = self.net(inputs.new_zeros(distinct.shape[0], 0), distinct)[row]
         log_scale = self.clamp * torch.tanh(raw[:, : self.features] / self.clamp)
@@ -154,3 +156,97 @@ class LocalTrivialization(nn.Module):
 
     def inverse(self, u: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self.flow.inverse(u, context)
+
+
+class _ContextSlice(nn.Module):
+    """A coupling subnet that sees a slice of the context (``None``: no context at all)."""
+
+    def __init__(self, net: ConditionalMLP, context: slice | None) -> None:
+        super().__init__()
+        self.net = net
+        self.context = context
+        self.hidden_features = net.hidden_features  # read by nflows' spline couplings
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.net(inputs, None if self.context is None or context is None else context[:, self.context])
+
+
+class _BaseConditioned(Transform):
+    """A transform conditioned on the first ``features`` columns of the context only."""
+
+    def __init__(self, transform: Transform, features: int) -> None:
+        super().__init__()
+        self.transform = transform
+        self.features = features
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.transform(inputs, None if context is None else context[:, : self.features])
+
+    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.transform.inverse(inputs, None if context is None else context[:, : self.features])
+
+
+class FiberFlow(nn.Module):
+    r"""The fiber part of a local trivialization: local coordinates r ∈ R^D over a base point y
+    → fiber latent z.
+
+    .. math::
+        f_y = F_L ∘ N_L ∘ ⋯ ∘ F_1 ∘ N_1 ∘ A_y,
+
+    where :math:`A_y` is a :class:`ConditionalAffine` map conditioned on y, each :math:`N_i` a
+    rational-quadratic coupling that transforms the *normal* coordinates ``r[span:]`` (the
+    directions off the fiber) conditioned on the other coordinates and on y, and each
+    :math:`F_i` a coupling that transforms half of the *fiber* coordinates ``r[:span]``
+    conditioned on the other coordinates and, with ``chart_features > 0``, on a chart context
+    (not on y itself). The fiber's shape is thereby shared by the base points of a neighbourhood
+    (the local triviality of a bundle), while its position and how sharply samples lie on it
+    follow y. There is no permutation: at initialisation (zero output layers) every step is the same
+    monotone map of each coordinate on its own, so a fiber circle of the local frame, which
+    already winds once around 0, still winds once around 0 in the starting latent.
+
+    Shapes: ``forward(r [N, D], context [N, d_B + chart_features]) → (z, log|det ∂z/∂r| [N])``;
+    ``inverse(z, context) → (r, log|det ∂r/∂z|)``. The context is ``[y, chart context]``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        span: int,
+        base_features: int,
+        chart_features: int = 0,
+        num_blocks: int = 4,
+        hidden_features: int = 96,
+        depth: int = 2,
+        num_bins: int = 8,
+        tail_bound: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if not 1 <= span <= dim or dim < 2:
+            raise InputError(f"the fiber flow needs 1 <= span <= dim and dim >= 2, got span={span}, dim={dim}")
+        self.dim, self.span = dim, span
+        self.base_features, self.chart_features = base_features, chart_features
+        chart = slice(base_features, base_features + chart_features) if chart_features else None
+
+        def coupling(mask: Tensor, context: slice | None, context_features: int) -> Transform:
+            return PiecewiseRationalQuadraticCouplingTransform(
+                mask,
+                lambda i, o: _ContextSlice(ConditionalMLP(i, o, context_features, hidden_features, depth), context),
+                num_bins=num_bins, tails="linear", tail_bound=tail_bound,
+            )
+
+        fiber = torch.arange(span)
+        transforms: list[Transform] = [_BaseConditioned(ConditionalAffine(dim, base_features, hidden_features, depth), base_features)]
+        for i in range(num_blocks):
+            if span < dim:
+                normal = (torch.arange(dim) >= span).to(torch.int64)
+                transforms.append(coupling(normal, slice(0, base_features), base_features))
+            mask = torch.zeros(dim, dtype=torch.int64)
+            mask[fiber[(fiber % 2) == (i % 2)] if span >= 2 else fiber] = 1
+            transforms.append(coupling(mask, chart, chart_features))
+        self.flow = CompositeTransform(transforms)
+
+    def forward(self, r: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        return self.flow(r, context)
+
+    def inverse(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        return self.flow.inverse(z, context)

@@ -2,14 +2,16 @@
 
 ``wgan`` (unconditional WGAN-div), ``cgan`` (conditioned on y), ``cgan_nbhd`` (conditioned on the
 nearest cover centre and y), ``cgan_triv`` (the same, trained one neighbourhood at a time) and
-``cflow`` (a conditional normalizing flow p(x | y) trained by maximum likelihood).
+``cflow`` (a conditional normalizing flow p(x | y) trained by maximum likelihood) and ``cfm``
+(conditional flow matching p(x | y), the ``flow_matching`` library).
 """
 
 from bundlenet.models.baselines.cflow import ConditionalFlow
+from bundlenet.models.baselines.cfm import ConditionalFlowMatching
 from bundlenet.models.baselines.cgan import CGAN
 from bundlenet.models.baselines.cgan_nbhd import NeighbourhoodCGAN
 from bundlenet.models.baselines.cgan_triv import TrivializedCGAN
 from bundlenet.models.baselines.gan import GANBaseline
 from bundlenet.models.baselines.wgan import WGAN
 
-__all__ = ["CGAN", "ConditionalFlow", "GANBaseline", "NeighbourhoodCGAN", "TrivializedCGAN", "WGAN"]
+__all__ = ["CGAN", "WGAN", "ConditionalFlow", "ConditionalFlowMatching", "GANBaseline", "NeighbourhoodCGAN", "TrivializedCGAN"]

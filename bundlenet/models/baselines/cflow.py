@@ -10,7 +10,7 @@ from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
-from bundlenet.trivialization import Coupling, LocalTrivialization
+from bundlenet.nn.trivialization import Coupling, LocalTrivialization
 
 
 class ConditionalFlow(BundleModel):
@@ -22,7 +22,7 @@ class ConditionalFlow(BundleModel):
     .. math::
         \log p(\tilde x \mid y) = \log N(f(\tilde x; \hat y); 0, I_D) + \log\lvert\det ∂f/∂\tilde x\rvert,
 
-    f a :class:`~bundlenet.trivialization.LocalTrivialization` (couplings whose subnets see
+    f a :class:`~bundlenet.nn.trivialization.LocalTrivialization` (couplings whose subnets see
     :math:`\hat y`). Training maximises the likelihood of the training pairs; a fiber over y is
     :math:`f^{-1}(u; \hat y)`, u ~ N(0, I_D), keeping the first d_E coordinates.
     """
@@ -30,7 +30,7 @@ class ConditionalFlow(BundleModel):
     def __init__(
         self,
         spec: BundleSpec | dict[str, Any],
-        num_blocks: int = 4,
+        num_blocks: int = 8,
         hidden_features: int = 96,
         depth: int = 2,
         coupling: Coupling = "rq_spline",
@@ -62,11 +62,11 @@ class ConditionalFlow(BundleModel):
 
     def log_prob(self, total: Tensor, base: Tensor) -> Tensor:
         """log p(x̃ | y) of standardised points (padding included): ``[N]``."""
-        u, logdet = self.flow(self._pad(self.total_scaler(total)), self.base_scaler(base))
+        u, logdet = self.flow(self._pad(self.standardize(total)), self.base_scaler(base))
         return -0.5 * u.pow(2).sum(1) - 0.5 * self.features * math.log(2 * math.pi) + logdet
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        total, base = batch
+        total, base = self.rank_share(*batch)
         loss = -self.log_prob(total, base).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -80,5 +80,5 @@ class ConditionalFlow(BundleModel):
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
         u = torch.randn(base.shape[0], self.features, generator=generator, device=base.device, dtype=base.dtype)
         x, _ = self.flow.inverse(u, self.base_scaler(base))
-        return self.total_scaler.inverse(x[:, : self.spec.total_dim])
+        return self.unstandardize(x[:, : self.spec.total_dim])
 

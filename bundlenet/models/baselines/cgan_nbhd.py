@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bundlenet.cover import Cover
 from bundlenet.errors import InputError
 from bundlenet.models.baselines.gan import GANBaseline
+from bundlenet.nn.cover import Cover
 
 log = logging.getLogger(__name__)
 

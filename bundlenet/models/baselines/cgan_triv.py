@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bundlenet.cover import group_by
 from bundlenet.errors import InputError
 from bundlenet.models.baselines.cgan_nbhd import NeighbourhoodCGAN
+from bundlenet.nn.cover import group_by
 
 
 class TrivializedCGAN(NeighbourhoodCGAN):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
+from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from bundlenet.bundles.base import BundleSpec
 from bundlenet.errors import InputError
@@ -105,7 +107,7 @@ class GANBaseline(BundleModel):
         return self.critic(torch.cat([x, cond], dim=1)).squeeze(1)
 
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.total_scaler.inverse(self._generate_standardised(self.condition(base), generator))
+        return self.unstandardize(self._generate_standardised(self.condition(base), generator))
 
     # ----------------------------------------------------------------- losses
     def critic_loss(self, real: Tensor, fake: Tensor, cond: Tensor) -> Tensor:
@@ -137,9 +139,9 @@ class GANBaseline(BundleModel):
         optimizer.step()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast(list[LightningOptimizer], self.optimizers())  # configure_optimizers returns two
         for total, base in self.training_groups(*batch):
-            real, cond = self.total_scaler(total), self.condition(base)
+            real, cond = self.standardize(total), self.condition(base)
             fake = self._generate_standardised(cond)
             d_loss = self.critic_loss(real, fake, cond)
             self._step(opt_d, d_loss, "critic")
@@ -150,7 +152,9 @@ class GANBaseline(BundleModel):
                 self._step(opt_g, g_loss, "generator")
                 self.log("train/generator_loss", g_loss.detach(), batch_size=total.shape[0], prog_bar=True)
         schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+        # step-wise schedulers (built with total_steps), never ReduceLROnPlateau
+        stepped: list[LRScheduler] = schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
+        for scheduler in stepped:
             scheduler.step()
 
     def configure_optimizers(self) -> Any:

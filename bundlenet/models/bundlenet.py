@@ -1,0 +1,267 @@
+"""BundleNet, the default ``model=bundlenet``: local trivializations trained by exact likelihood."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+from torch import Tensor, nn
+
+from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
+from bundlenet.errors import InputError
+from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
+from bundlenet.nn.cover import Cover
+from bundlenet.nn.fiber_prior import FiberLatent
+from bundlenet.nn.frames import LocalFrames
+from bundlenet.nn.losses import commutativity_error
+from bundlenet.nn.trivialization import ConditionalMLP, FiberFlow
+
+log = logging.getLogger(__name__)
+rank_zero_info = rank_zero_only(log.info)
+
+_CHUNK = 8192  # rows per pass in sampling, trivialize and log_prob
+FiberContext = Literal["chart", "none", "base"]
+
+
+class BundleNet(BundleModel):
+    r"""A Bundle Network (Courts & Kvinge, *Bundle Networks*, ICLR 2022) whose local
+    trivializations are trained by exact maximum likelihood.
+
+    On the neighbourhood U of a base point, the local trivialization is
+
+    .. math::
+        φ_U(x) = (\hat y, z), \qquad \hat y = \hat π(x), \qquad
+        z = f_{\hat y}\big(r\big),\quad r = F_{\hat y}(x),
+
+    with :math:`\hat π` a projection network (trained so that π = proj₁∘φ: the commutativity
+    loss), :math:`F_y` the affine local frame of the cover's neighbourhoods
+    (:class:`~bundlenet.nn.frames.LocalFrames`), :math:`f_y` the fiber flow
+    (:class:`~bundlenet.nn.trivialization.FiberFlow`), and z in a fiber latent with the fiber's
+    topology (:class:`~bundlenet.nn.fiber_prior.FiberLatent`: circle pairs, intervals, narrow
+    normal coordinates). Given the true base point y, the density of x is exact,
+
+    .. math::
+        \log p(x \mid y) = \log p_F\big(f_y(F_y(x))\big) + \log\lvert\det ∂f_y/∂r\rvert
+        + \log\lvert\det ∂F_y/∂x\rvert,
+
+    and training minimises ``−mean log p(x | y) + commutativity_weight · mean‖π̂(x) − y‖``
+    (standardised units). Sampling the fiber over y is :math:`x = F_y^{-1}(f_y^{-1}(z))`,
+    :math:`z \sim p_F`: the fiber's position and the directions off it follow y continuously,
+    its shape is shared across a neighbourhood (``fiber_context``).
+
+    Args:
+        spec: names, scalings and supports of the data (:class:`BundleSpec` or its dict).
+        num_nbhds: neighbourhoods of the cover; ``None`` chooses from the data at fit time
+            (about one per ``points_per_nbhd`` training points, at most ``max_nbhds`` and the
+            number of distinct base points).
+        num_circles, fiber_span: circle factors of a fiber, and how many directions it spreads
+            in (a circle: 2); ``None`` takes the data's (``spec.fiber_circles``,
+            ``spec.fiber_span``; without one, d_E − d_B + 2·circles, capped at D).
+        num_blocks, hidden_features, depth, num_bins, tail_bound: the fiber flow.
+        fiber_context: what the fiber-shape couplings see: ``chart`` (the cover's blended
+            centre), ``none``, or ``base`` (y itself).
+        ring_width, normal_width: widths of the latent's circles and normal coordinates.
+        commutativity_weight: weight of ‖π̂(x) − y‖ in the loss.
+        overlap: bandwidth of the cover's partition of unity, in centre spacings.
+        cover_seed: seed of k-means.
+        optimizer, scheduler: factories (``model.optimizer``, ``model.scheduler``).
+    """
+
+    def __init__(
+        self,
+        spec: BundleSpec | dict[str, Any],
+        num_nbhds: int | None = None,
+        points_per_nbhd: int = 40,
+        max_nbhds: int = 64,
+        num_circles: int | None = None,
+        fiber_span: int | None = None,
+        num_blocks: int = 4,
+        hidden_features: int = 96,
+        depth: int = 2,
+        num_bins: int = 8,
+        tail_bound: float = 5.0,
+        fiber_context: FiberContext = "none",
+        ring_width: float = 0.1,
+        normal_width: float = 0.05,
+        commutativity_weight: float = 10.0,
+        overlap: float = 1.0,
+        cover_seed: int = 0,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__(spec, optimizer, scheduler)
+        d_e, d_b = self.spec.total_dim, self.spec.base_dim
+        circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
+        if circles < 0:
+            raise InputError(f"model.num_circles must be >= 0, got {circles}")
+        dim = max(d_e, 2 * circles, 2)
+        if fiber_span is None:
+            fiber_span = self.spec.fiber_span if self.spec.fiber_span is not None else d_e - d_b + 2 * circles
+        span = min(max(int(fiber_span), 2 * circles, 1), dim)
+        if num_nbhds is not None and num_nbhds < 1:
+            raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
+        if fiber_context not in ("chart", "none", "base"):
+            raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
+        spec = self.spec.to_dict()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.dim, self.span, self.circles = dim, span, circles
+        self.cover = Cover(num_nbhds or 1, d_b)
+        self.frames = LocalFrames(self.cover.num_nbhds, d_b, d_e, span)
+        self.latent = FiberLatent(dim, circles, span, ring_width, normal_width)
+        chart_features = 0 if fiber_context == "none" else d_b
+        self.flow = FiberFlow(dim, span, d_b, chart_features, num_blocks, hidden_features, depth, num_bins, tail_bound)
+        self.projection = ConditionalMLP(d_e, d_b, 0, hidden_features, depth)
+        nn.init.normal_(self.projection.out.weight, std=1e-3)
+
+    # ----------------------------------------------------------------- data-dependent state
+    def fit_extra(self, total: Tensor, base: Tensor) -> None:
+        x = self.standardize(total, generator=torch.Generator(device=total.device).manual_seed(0))
+        y = self.base_scaler(base)
+        k = self.hparams["num_nbhds"] or self.auto_nbhds(y)
+        if k != self.cover.num_nbhds:
+            self.cover = Cover(k, self.spec.base_dim).to(y)
+            self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
+        sizes = self.cover.fit(y, seed=self.hparams["cover_seed"], overlap=self.hparams["overlap"])
+        self.frames.fit(x, y, self.cover)
+        self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
+        rank_zero_info("cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
+                       "%d fiber and %d normal direction(s) of %d", k, int(sizes.min()), int(sizes.max()),
+                       self.circles, self.span, self.dim - self.span, self.dim)
+
+    def auto_nbhds(self, base: Tensor) -> int:
+        """About one neighbourhood per ``points_per_nbhd`` training points, at most ``max_nbhds``
+        and the number of distinct base points."""
+        distinct = torch.unique(base[: 100_000], dim=0).shape[0]
+        wanted = base.shape[0] // max(1, self.hparams["points_per_nbhd"])
+        return max(1, min(wanted, self.hparams["max_nbhds"], distinct))
+
+    # ----------------------------------------------------------------- pieces (standardised units)
+    def context(self, y: Tensor) -> Tensor:
+        """Context of the fiber flow at standardised base points ``y [N, d_B]``: y, then the chart's."""
+        mode = self.hparams["fiber_context"]
+        if mode == "none":
+            return y
+        chart = self.cover.weights(y) @ self.cover.centres if mode == "chart" else y
+        return torch.cat([y, chart], dim=1)
+
+    def pad(self, r: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Local coordinates ``[N, d_E]`` padded to the latent dimension D with normal-width noise ε,
+        and log q(ε) ``[N]`` (0 without padding)."""
+        extra = self.dim - r.shape[1]
+        if extra == 0:
+            return r, r.new_zeros(r.shape[0])
+        noise = self.latent.normal_width * torch.randn(r.shape[0], extra, generator=generator, device=r.device, dtype=r.dtype)
+        log_q = (-0.5 * (noise / self.latent.normal_width) ** 2 - math.log(self.latent.normal_width)
+                 - 0.5 * math.log(2 * math.pi)).sum(1)
+        return torch.cat([r, noise], dim=1), log_q
+
+    def encode(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Standardised ``x [N, d_E]`` over standardised ``y [N, d_B]`` → (z ``[N, D]``,
+        log|det ∂z/∂(x, ε)| ``[N]``, log q(ε) of the padding ``[N]``)."""
+        r, frame_logdet = self.frames.to_local(x, y, self.cover)
+        padded, log_q = self.pad(r, generator)
+        z, flow_logdet = self.flow(padded, self.context(y))
+        return z, frame_logdet + flow_logdet, log_q
+
+    def decode(self, z: Tensor, y: Tensor) -> Tensor:
+        """Fiber latents ``z [N, D]`` over standardised ``y [N, d_B]`` → standardised points ``[N, d_E]``."""
+        r, _ = self.flow.inverse(z, self.context(y))
+        return self.frames.from_local(r[:, : self.spec.total_dim], y, self.cover)
+
+    def log_likelihood(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x | y) in standardised units ``[N]``. With padding coordinates (D > d_E) it is
+        log p(x, ε | y) − log q(ε) for one draw of the padding ε: on average a lower bound on
+        log p(x | y); exact without padding."""
+        z, logdet, log_q = self.encode(x, y, generator)
+        return self.latent.log_prob(z) + logdet - log_q
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        total, base = self.rank_share(*batch)
+        x, y = self.standardize(total), self.base_scaler(base)
+        nll = -self.log_likelihood(x, y).mean()
+        comm = commutativity_error(self.projection(x), y)
+        loss = nll + self.hparams["commutativity_weight"] * comm
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.global_step} (nll {float(nll.detach()):.4g}, commutativity {float(comm.detach()):.4g}); "
+                f"lower model.optimizer.lr or set trainer.gradient_clip_val"
+            )
+        size = total.shape[0]
+        sync = self._trainer is not None and self.trainer.world_size > 1
+        self.log("train/nll", nll, batch_size=size, sync_dist=sync)
+        self.log("train/commutativity", comm * self.base_scaler.scale, batch_size=size, prog_bar=True, sync_dist=sync)
+        self.log("train/loss", loss, batch_size=size, sync_dist=sync)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        base, fibers, _ = batch
+        flat = fibers.reshape(-1, fibers.shape[-1])
+        target = base.repeat_interleave(fibers.shape[1], dim=0)
+        y_hat = self.base_scaler.inverse(self.projection(self.standardize(flat, dequantize=False)))
+        self.log("val/commutativity", commutativity_error(y_hat, target), batch_size=base.shape[0], sync_dist=True)
+
+    # ----------------------------------------------------------------- public API
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        out = []
+        for chunk in base.split(_CHUNK):
+            y = self.base_scaler(chunk)
+            z = self.latent.sample(chunk.shape[0], generator, device=chunk.device, dtype=chunk.dtype)
+            out.append(self.unstandardize(self.decode(z, y)))
+        return torch.cat(out) if out else base.new_zeros(0, self.spec.total_dim)
+
+    @torch.no_grad()
+    def trivialize(self, total: object, units: Units = "original") -> Trivialized:
+        """φ(x): ``[N, d_E]`` → :class:`Trivialized` (ŷ = π̂(x) in ``units``, the fiber latent
+        z ``[N, D]``, and the neighbourhood of ŷ)."""
+        x = self._points(total, units)
+        bases, latents = [], []
+        for chunk in x.split(_CHUNK):
+            s = self.standardize(chunk, dequantize=False)
+            y = self.projection(s)
+            z, _, _ = self.encode(s, y, torch.Generator(device=s.device).manual_seed(0))
+            bases.append(self.base_scaler.inverse(y))
+            latents.append(z)
+        base = torch.cat(bases)
+        neighbourhood = self.cover.assign(self.base_scaler(base))
+        return Trivialized(self.spec.to_original(base, "base") if units == "original" else base, torch.cat(latents), neighbourhood)
+
+    def project(self, total: object, units: Units = "original") -> Tensor:
+        """proj₁∘φ = π̂: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""
+        return self.trivialize(total, units).base
+
+    @torch.no_grad()
+    def log_prob(self, total: object, base: object, units: Units = "original") -> Tensor:
+        """The fiber log-density log p(x | y) of points ``total [N, d_E]`` over ``base [N, d_B]``
+        (or one base point for all): ``[N]``, per unit volume of the model's standardised space
+        (continuous columns; constant Jacobians of the unit conversions are left out). Exact when
+        the latent has no padding coordinates (D = d_E, e.g. the torus); otherwise a one-draw
+        estimate of a lower bound (:meth:`log_likelihood`).
+        """
+        x = self._points(total, units)
+        y = self.check_base(base, units)
+        if y.shape[0] == 1:
+            y = y.expand(x.shape[0], -1)
+        if y.shape[0] != x.shape[0]:
+            raise InputError(f"log_prob needs one base point, or one per point; got {y.shape[0]} for {x.shape[0]} points")
+        gen = torch.Generator(device=x.device).manual_seed(0)
+        return torch.cat([
+            self.log_likelihood(self.standardize(xs, dequantize=False), self.base_scaler(ys), gen)
+            for xs, ys in zip(x.split(_CHUNK), y.split(_CHUNK))
+        ])
+
+    @torch.no_grad()
+    def latent_codes(self, total: Tensor, base: Tensor) -> tuple[Tensor, Tensor, int]:
+        """The fiber latents of training points ``(total, base)`` (scaled units) over their own
+        base points, their neighbourhoods, and the number of circle pairs (for ``latent.png``)."""
+        x, y = self.standardize(total, dequantize=False), self.base_scaler(base)
+        z, _, _ = self.encode(x, y, torch.Generator(device=x.device).manual_seed(0))
+        return z, self.cover.assign(y), self.circles
+
+    def _points(self, total: object, units: Units) -> Tensor:
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
+        return self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
