@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
 
 
 class MetricHistory(pl.Callback):
@@ -32,3 +38,96 @@ class MetricHistory(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._record(trainer, "val/")
+
+
+class FinalCheckpoint(pl.Callback):
+    """Writes ``dirpath/filename.ckpt`` with the final weights whenever training ends: at
+    ``max_steps``/``max_epochs``, at ``max_time``, on early stopping, on Ctrl-C
+    (``KeyboardInterrupt``) and on SIGTERM (a batch scheduler's preemption). Lightning's :class:`~pytorch_lightning.callbacks.ModelCheckpoint`
+    saves ``last.ckpt`` only at validation or epoch ends, so a run that stops between them (or a
+    resumed one) would leave an older step on disk.
+
+    The write goes through the trainer's checkpoint writer (atomic: a failed save keeps the
+    previous file).
+    """
+
+    def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:  # type: ignore[attr-defined]  # Lightning sets fast_dev_run at run time
+            return
+        for cb in trainer.checkpoint_callbacks:  # already saved at this step by ModelCheckpoint
+            last = getattr(cb, "last_model_path", "")
+            if last and Path(last) == self.path and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
+                return
+        trainer.save_checkpoint(self.path)
+        log.info("final checkpoint (step %d): %s", trainer.global_step, self.path)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
+            log.info("interrupted at step %d (%s): saving the weights", trainer.global_step, type(exception).__name__)
+            self._save(trainer)
+
+
+class BudgetCheckpoints(pl.Callback):
+    """Saves ``dirpath/budget_{s}s.ckpt`` the first time the training time (wall clock since the
+    first batch, validation included) reaches each of ``budgets`` seconds: one run yields the
+    model a shorter ``trainer.max_time`` would have stopped at, for quality-against-time curves.
+    A budget the run never reaches gets no file (the final checkpoint is the model at that
+    budget then)."""
+
+    def __init__(self, dirpath: str | Path, budgets: list[float] | tuple[float, ...] = (30, 60, 120, 300)) -> None:
+        self.dirpath = Path(dirpath)
+        self.budgets = sorted(float(b) for b in budgets)
+        self._start: float | None = None
+        self._next = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._next = time.monotonic(), 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if self._start is None or self._next >= len(self.budgets):
+            return
+        elapsed = time.monotonic() - self._start
+        while self._next < len(self.budgets) and elapsed >= self.budgets[self._next]:
+            budget = self.budgets[self._next]
+            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt")
+            log.info("budget %gs reached at step %d", budget, trainer.global_step)
+            self._next += 1
+
+
+class PlainProgress(pl.Callback):
+    """Progress for a log file (stdout not a terminal: SLURM logs, ``> run.log``): one plain
+    line at most every ``every_s`` seconds, and one per validation, instead of progress-bar
+    frames."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = float(every_s)
+        self._start = self._last = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+
+    def _line(self, trainer: pl.Trainer, prefix: str) -> None:
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix) and v.numel() == 1}
+        values = " ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
+        steps = f"step {trainer.global_step}" + (f"/{total}" if total else "")
+        log.info("%s (%.0f s) %s", steps, time.monotonic() - self._start, values)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._line(trainer, "train/")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._line(trainer, "val/")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._line(trainer, "train/")

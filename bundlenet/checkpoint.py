@@ -36,9 +36,14 @@ class StreamingCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
-            super().save_checkpoint(checkpoint, path, storage_options)
+            super().save_checkpoint(checkpoint, path, storage_options)  # type: ignore[arg-type]  # typed str | Path, takes any path
             return
-        write_with(path, lambda tmp: torch.save(checkpoint, tmp))
+        try:
+            write_with(path, lambda tmp: torch.save(checkpoint, tmp))
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+            reason = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0][:80]
+            raise CheckpointError(f"could not write checkpoint {path} ({reason}); the previous one is kept: "
+                                  f"free space or fix permissions, then resume with ckpt_path=last") from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -48,9 +53,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {p}; {_FIX}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"cannot read checkpoint {p} ({type(err).__name__}: {reason[:200]}); {_FIX}") from None
+    except Exception:  # torch raises many types (and long messages) for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {p}: the file is incomplete or not a checkpoint "
+                              f"(an interrupted save or copy?); {_FIX}") from None
     if not isinstance(ckpt, dict) or "bundlenet" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{p} is not a bundlenet checkpoint; {_FIX}")
     return ckpt

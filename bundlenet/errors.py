@@ -18,3 +18,14 @@ class InputError(BundleNetError, ValueError):
 
 class CheckpointError(BundleNetError):
     """A checkpoint is missing, unreadable, or was not written by bundlenet."""
+
+
+def user_error(err: BaseException | None) -> BundleNetError | None:
+    """The :class:`BundleNetError` behind ``err`` (Hydra's instantiate wraps them), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, BundleNetError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from bundlenet.checkpoint import load_model
-from bundlenet.cli import check_group_choices
+from bundlenet.cli.common import check_group_choices
 from bundlenet.errors import BundleNetError, CheckpointError, InputError
 from tests.conftest import REPO, make_torus_model
 
@@ -49,24 +49,27 @@ def compose_cfg(name: str, overrides: list[str], out: Path):
 
 # ----------------------------------------------------------------------------- train.py
 TRAIN_CASES = [
-    (["model.num_circles=2", "model.total_dim=4"], "model.num_circles=2 needs 2*num_circles <= model.total_dim - d_B"),
-    (["model.total_dim=2"], "model.total_dim=2 is too small"),
     (["model.num_nbhds=0"], "model.num_nbhds must be at least 1"),
     (["data.num_train=50", "model.num_nbhds=80"], "model.num_nbhds=80 exceeds the 50 distinct base points"),
-    (["model.overlap=0"], "model.overlap must be between 1 and model.num_nbhds"),
-    (["model.coupling=glow"], "model.coupling must be 'rq_spline' or 'affine'"),
-    (["model.context=index"], "model.context must be one of centre, embedding, both"),
-    (["+model.loss_weights.kl=1.0"], "unknown model.loss_weights keys ['kl']"),
+    (["model.fiber_context=index"], "model.fiber_context must be chart, none or base"),
+    (["model.num_circles=-1"], "model.num_circles must be >= 0"),
+    (["data.fiber_circles=two"], "data.fiber_circles must be auto, null"),
+    (["model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4"], "model.num_circles=2 needs 2*num_circles <= model.total_dim - d_B"),
+    (["model=bundlenet_paper", "model.total_dim=2"], "model.total_dim=2 is too small"),
+    (["model=bundlenet_paper", "model.overlap=0"], "model.overlap must be between 1 and model.num_nbhds"),
+    (["model=bundlenet_paper", "model.coupling=glow"], "model.coupling must be 'rq_spline' or 'affine'"),
+    (["model=bundlenet_paper", "model.context=index"], "model.context must be one of centre, embedding, both"),
+    (["model=bundlenet_paper", "+model.loss_weights.kl=1.0"], "unknown model.loss_weights keys ['kl']"),
     (["data.num_train=1"], "data.num_train must be at least 2"),
-    (["data.batch_size=1"], "data.batch_size must be at least 2"),
+    (["data.batch_size=1"], "data.batch_size must be an integer >= 2"),
     (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path=/nonexistent/last.ckpt not found"),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "message"), TRAIN_CASES, ids=[c[1][:40] for c in TRAIN_CASES])
 def test_train_rejects_bad_options(tmp_path: Path, overrides: list[str], message: str) -> None:
-    from bundlenet.cli import user_error
-    from bundlenet.training import train
+    from bundlenet.cli.train import train
+    from bundlenet.errors import user_error
 
     cfg = compose_cfg("train", [*overrides, "logger=none", "trainer.max_epochs=1"], tmp_path / "run")
     with pytest.raises(Exception) as info:
@@ -86,7 +89,7 @@ def test_unknown_config_names_list_the_choices(arg: str, message: str, capsys: p
         check_group_choices(CONF, [arg])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and message in err and "torus" in err or "bundlenet" in err
+    assert (err.count("\n") == 0 and message in err and "torus" in err) or "bundlenet" in err
 
 
 def test_train_cli_error_is_one_line(tmp_path: Path) -> None:
@@ -135,7 +138,7 @@ SAMPLE_CASES = [
 
 @pytest.mark.parametrize(("overrides", "message"), SAMPLE_CASES, ids=[c[1][:40] for c in SAMPLE_CASES])
 def test_sample_rejects_bad_input(tmp_path: Path, trained, overrides: list[str], message: str) -> None:
-    from bundlenet.sample import sample
+    from bundlenet.cli.sample import sample
 
     _, _, ckpt = trained
     (tmp_path / "keep.txt").write_text("existing\n")
@@ -153,7 +156,7 @@ def test_sample_rejects_bad_input(tmp_path: Path, trained, overrides: list[str],
     ("u,v\n1,x\n", "non-numeric or short row"),
 ])
 def test_sample_rejects_bad_base_points_file(tmp_path: Path, trained, content: str, message: str) -> None:
-    from bundlenet.sample import sample
+    from bundlenet.cli.sample import sample
 
     _, _, ckpt = trained
     points = tmp_path / "points.csv"
@@ -171,7 +174,7 @@ def test_sample_rejects_bad_base_points_file(tmp_path: Path, trained, content: s
     ("old", "was written by bundlenet 7.0.0, incompatible"),
 ])
 def test_bad_checkpoints_are_one_clear_error(tmp_path: Path, trained, variant: str, message: str) -> None:
-    from bundlenet.sample import sample
+    from bundlenet.cli.sample import sample
 
     _, _, ckpt = trained
     path = write_checkpoint_variants(tmp_path, ckpt)[variant]
@@ -185,7 +188,7 @@ def test_bad_checkpoints_are_one_clear_error(tmp_path: Path, trained, variant: s
 
 
 def test_existing_output_is_never_replaced(tmp_path: Path, trained) -> None:
-    from bundlenet.sample import sample
+    from bundlenet.cli.sample import sample
 
     _, _, ckpt = trained
     out = tmp_path / "out.csv"
@@ -218,7 +221,7 @@ def test_far_base_point_warns_with_its_distance_and_still_samples(trained, caplo
 
 
 def test_tiny_neighbourhoods_after_kmeans_are_reported(caplog: pytest.LogCaptureFixture) -> None:
-    from bundlenet.cover import Cover
+    from bundlenet.nn.cover import Cover
 
     base = torch.cat([torch.randn(200, 2, generator=torch.Generator().manual_seed(0)), torch.tensor([[50.0, 50.0]])])
     with caplog.at_level(logging.WARNING, logger="bundlenet"):

@@ -17,13 +17,14 @@ from hydra.utils import instantiate
 
 from bundlenet.bundles import Torus
 from bundlenet.checkpoint import load_model
-from bundlenet.datamodule import BundleDataModule
+from bundlenet.data.datamodule import BundleDataModule
 from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel
 from tests.conftest import REPO
 
-BASELINES = ["wgan", "cgan", "cgan_nbhd", "cgan_triv", "cflow"]
-SMALL = {"cflow": ["model.num_blocks=2", "model.hidden_features=32", "model.depth=1"]}
+BASELINES = ["wgan", "cgan", "cgan_nbhd", "cgan_triv", "cflow", "cfm"]
+SMALL = {"cflow": ["model.num_blocks=2", "model.hidden_features=32", "model.depth=1"],
+         "cfm": ["model.hidden_features=32", "model.depth=2", "model.ode_steps=4"]}
 SMALL_GAN = ["model.hidden_features=32", "model.depth=2"]
 
 
@@ -58,7 +59,8 @@ def test_baseline_trains_samples_and_round_trips(name: str, tmp_path: Path) -> N
     ckpt = fit(model, dm, steps=6, root=tmp_path)
     changed = [k for k, v in model.state_dict().items() if k in before and not torch.equal(before[k], v)]
     # every network is optimised: generator and critic (GANs), the flow (cflow)
-    for part in ("generator.", "critic.") if name != "cflow" else ("flow.",):
+    parts = {"cflow": ("flow.",), "cfm": ("velocity.",)}.get(name, ("generator.", "critic."))
+    for part in parts:
         assert any(k.startswith(part) and "weight" in k for k in changed), f"{part} never updated"
 
     x = model.sample(40, seed=1)
@@ -108,7 +110,7 @@ def test_cgan_triv_updates_once_per_chosen_neighbourhood() -> None:
     model.fit_data(total, base)
     groups = list(model.training_groups(total, base))
     assert len(groups) == min(model.nbhds_per_step, model.num_nbhds)
-    for t, b in groups:
+    for _, b in groups:
         nbhd = model.cover.assign(b)
         assert bool((nbhd == nbhd[0]).all()), "a group mixes neighbourhoods"
 
@@ -146,3 +148,67 @@ def test_tiny_multirun_becomes_a_report_and_its_checkpoints_evaluate(tmp_path: P
 
     proc = run(["-m", "bundlenet.report", str(tmp_path / "nowhere")], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: multirun directory not found")
+
+
+def test_cfm_samples_approach_the_torus(tmp_path: Path) -> None:
+    """Conditional flow matching: after a short run the ODE samples of a fiber lie clearly
+    nearer the true circle than those of the untrained velocity field."""
+    model, dm = build("cfm", ["model.ode_steps=10"])
+    total, base = dm.train_tensors()
+    model.fit_data(total, base)
+    torus = Torus()
+    y = torus.sample_total(3, torch.Generator().manual_seed(5)).base
+    before = float(torus.distance_to_fiber(model.sample_fiber(y, 50, seed=0), y).mean())
+    fit(model, dm, steps=150, root=tmp_path)
+    after = float(torus.distance_to_fiber(model.sample_fiber(y, 50, seed=0), y).mean())
+    assert after < 0.75 * before, f"mean distance to the true fiber {before:.3f} -> {after:.3f}"
+
+
+def test_report_names_each_swept_override_and_the_run_dir(tmp_path: Path) -> None:
+    """Two runs that differ only by a swept option are told apart in the report."""
+    import json
+
+    from bundlenet.evaluation.report import build_report
+
+    estimate = {"mean": 1.0, "low": 0.9, "high": 1.1}
+    scope = {name: {"model": estimate, "noise_floor": estimate, "ratio": 1.0}
+             for name in ("mmd", "msmd", "kl_fwd", "kl_bwd", "w1", "w2", "precision", "coverage")}
+    for i, k in enumerate((5, 10)):
+        run = tmp_path / str(i)
+        (run / ".hydra").mkdir(parents=True)
+        (run / "config.yaml").write_text("data: {bundle: {_target_: bundlenet.bundles.Torus}}\nmodel: {_target_: x.BundleNet}\n")
+        (run / ".hydra" / "hydra.yaml").write_text("hydra: {runtime: {choices: {data: torus, model: bundlenet}}}\n")
+        (run / ".hydra" / "overrides.yaml").write_text(f"- data=torus\n- model.num_nbhds={k}\n- seed=0\n")
+        (run / "evaluation.json").write_text(json.dumps({"fiber": scope, "global": scope, "protocol": {}}))
+    report = build_report(tmp_path)
+    assert "| data | model | model.num_nbhds |" in report
+    assert "| torus | bundlenet | 5 |" in report and "| torus | bundlenet | 10 |" in report
+    assert "| 0 |" in report and "| 1 |" in report  # run directories
+    assert "precision" in report and "coverage / floor" in report
+
+
+def test_compare_experiment_evaluates_each_time_budget_and_the_report_draws_them(tmp_path: Path) -> None:
+    """``experiment=compare``: checkpoints at each training-time budget are evaluated into
+    budgets.json, and the report turns them into the quality-against-time table and figure."""
+    import json
+
+    from bundlenet.cli.train import train
+    from bundlenet.evaluation.report import build_report
+    from tests.test_configs import LIGHT_EVALUATION, compose_train
+
+    for seed in (0, 1):
+        run = tmp_path / str(seed)
+        cfg = compose_train(["experiment=compare", f"seed={seed}", "data.num_train=200", "model.hidden_features=16",
+                             "callbacks.budgets.budgets=[0.5,1.5,1000]", "trainer.max_time=00:00:00:03",
+                             *LIGHT_EVALUATION], run)
+        train(cfg)
+        budgets = json.loads((run / "budgets.json").read_text())
+        assert [b["budget_s"] for b in budgets] == [0.5, 1.5, 1000]
+        assert budgets[0]["step"] < budgets[1]["step"] <= budgets[2]["step"]
+        assert budgets[2]["checkpoint"].endswith("last.ckpt")  # the run ended first: its final model
+        assert set(budgets[0]["fiber"]) >= {"w2", "precision", "coverage"}
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    report = build_report(tmp_path)
+    assert "Quality against training time" in report and "| Torus | BundleNet | 0.5 |" in report  # names from the config
+    assert (tmp_path / "quality_vs_time.png").stat().st_size > 0

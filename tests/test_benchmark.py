@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bundlenet.benchmark import main
+from bundlenet.cli.benchmark import main
 
 
 def test_benchmark_writes_rows_with_machine_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,7 +21,7 @@ def test_benchmark_writes_rows_with_machine_context(tmp_path: Path, capsys: pyte
 
 
 def test_training_row_times_mixed_precision_steps() -> None:
-    from bundlenet.benchmark import row_training
+    from bundlenet.cli.benchmark import row_training
 
     row = row_training("bf16", num_train=300, timed_steps=2, precision="bf16-mixed")
     assert row["precision"] == "bf16-mixed" and row["s_per_step"] > 0 and row["steps_per_epoch"] == 1
@@ -35,7 +35,7 @@ def test_unknown_row_is_refused_with_the_choices(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.slow
 def test_wine_job_runs_train_py_at_the_authors_size() -> None:
-    from bundlenet.benchmark import Options, row_paper_job
+    from bundlenet.cli.benchmark import Options, row_paper_job
     from tests.conftest import SHARED_DATA
 
     if not (SHARED_DATA / "uci" / "winequality-red.csv").exists():
@@ -46,7 +46,7 @@ def test_wine_job_runs_train_py_at_the_authors_size() -> None:
 
 
 def test_job_without_its_data_is_skipped_with_the_reason(tmp_path: Path) -> None:
-    from bundlenet.benchmark import Options, row_paper_job
+    from bundlenet.cli.benchmark import Options, row_paper_job
 
     options = Options(data_root=str(tmp_path / "missing"), epochs=1, job_overrides=("data.download=false",))
     row = row_paper_job("paper_wine", options)

@@ -135,6 +135,50 @@ def test_multirun_sweep_runs_each_job_in_its_own_dir(tmp_path: Path) -> None:
 
 
 def test_impossible_model_settings_fail_at_startup(tmp_path: Path) -> None:
-    proc = run_train("model.num_circles=2", "model.total_dim=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = run_train("model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: model.num_circles=2 needs")
+
+
+LIGHT_EVALUATION = ["evaluation.iterations=1", "evaluation.num_fibers=2", "evaluation.num_points=30",
+                    "evaluation.num_global=200", "evaluation.global_ot_points=null", "logger=none"]
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_every_data_config_trains_with_the_default_model(name: str, tmp_path: Path) -> None:
+    """``python train.py data=X`` needs nothing else: the default model adapts to the data
+    (neighbourhoods, fiber topology, supports); only the run length is shortened here."""
+    from bundlenet.cli.train import train
+
+    cfg = compose_train([f"data={name}", *data_overrides(name, tmp_path), "trainer.max_steps=3", *LIGHT_EVALUATION],
+                        tmp_path / "run")
+    metrics = train(cfg)
+    assert metrics["steps"] == 3 and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+TRAINER_OVERRIDES = ["trainer.max_steps=4", "trainer.max_time=00:00:10:00", "trainer.val_check_interval=2",
+                     "trainer.limit_train_batches=1.0", "trainer.accumulate_grad_batches=2", "trainer.precision=bf16-mixed",
+                     "trainer.devices=1", "trainer.num_nodes=1", "trainer.strategy=auto", "trainer.max_epochs=-1",
+                     "trainer.limit_val_batches=1", "trainer.gradient_clip_val=0.5", "trainer.log_every_n_steps=1"]
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_everyday_trainer_arguments_are_plain_overrides(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"trainer={trainer}", *TRAINER_OVERRIDES], tmp_path)
+    for item in TRAINER_OVERRIDES:
+        key, value = item.split("=", 1)
+        assert str(cfg.trainer[key.split(".", 1)[1]]) == value
+
+
+def test_a_log_file_gets_plain_progress_lines_and_no_lightning_noise(tmp_path: Path) -> None:
+    """stdout redirected to a file (as under SLURM): no progress-bar frames, no litlogger tip,
+    no "GPU available: False" lines; a few plain progress lines instead."""
+    run = tmp_path / "run"
+    proc = run_train("trainer.max_steps=60", "data.num_train=200", "model.hidden_features=16", *LIGHT_EVALUATION,
+                     f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    for noise in ("💡", "litlogger", "GPU available: False", "TPU available", "\r", "━"):
+        assert noise not in output, noise
+    assert len(output.splitlines()) < 80
+    assert "step 60/60" in output  # the last progress line

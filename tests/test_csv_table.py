@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bundlenet.bundles.csv_table import csv_bundle, sniff_delimiter
+from bundlenet.data.csv_table import csv_bundle, sniff_delimiter
+from bundlenet.data.tables import csv_data
 from bundlenet.errors import InputError
-from bundlenet.tabular_datamodule import csv_data
 
 
 def write_table(path: Path, sep: str = ",", rows: int = 60, extra: dict[int, str] | None = None) -> Path:
@@ -75,10 +75,10 @@ def test_datamodule_uses_the_training_split_in_scaled_units(tmp_path: Path) -> N
     path = write_table(tmp_path / "t.csv", rows=100)
     dm = csv_data(path, ["yield"], num_val_fibers=3, val_fiber_points=20, seed=0, split_seed=0)
     dm.setup("fit")
-    total, base = dm.train_tensors()
+    total, _ = dm.train_tensors()
     assert total.shape == (80, 2) and float(total.min()) >= 0 and float(total.max()) <= 10
     assert torch.equal(total, dm.bundle.scaled_total[dm.bundle.train_index])
-    val_base, fibers, floor = dm.val
+    _, fibers, floor = dm.val
     assert fibers.shape == (3, 20, 2) and floor.shape == (3,)
     assert dm.spec.total_offset is not None and dm.spec.total_names == ("temp", "pressure")
     sub = csv_data(path, ["yield"], num_train=30)

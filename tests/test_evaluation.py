@@ -17,8 +17,7 @@ from torch import Tensor
 from bundlenet.bundles import MoebiusBand, Torus
 from bundlenet.bundles.base import Bundle
 from bundlenet.errors import InputError
-from bundlenet.evaluate import Estimate, Evaluation, Protocol, evaluate_model
-from bundlenet.metrics import CloudMetrics
+from bundlenet.evaluation.protocol import FIBER_METRICS, METRICS, Estimate, Evaluation, Protocol, evaluate_model
 from bundlenet.models.base import BundleModel
 from tests.conftest import REPO
 
@@ -62,7 +61,7 @@ def test_exact_sampler_scores_at_the_noise_floor_and_a_shifted_one_does_not(bund
     shifted = evaluate_model(OracleModel(bundle, shift=1.0), bundle, SMALL)
     for scope in ("global_metrics", "fiber_metrics"):
         good, bad = getattr(exact, scope), getattr(shifted, scope)
-        for name in CloudMetrics.names():
+        for name in METRICS:
             floor = good[name].noise_floor.mean
             gap_exact = abs(good[name].model.mean - floor)
             gap_shifted = abs(bad[name].model.mean - floor)
@@ -70,6 +69,47 @@ def test_exact_sampler_scores_at_the_noise_floor_and_a_shifted_one_does_not(bund
         for name in ("w1", "w2"):
             assert 0.85 < good[name].ratio < 1.2, f"{scope} {name} ratio {good[name].ratio}"
             assert bad[name].ratio > 1.4, f"{scope} {name} ratio {bad[name].ratio}"
+
+
+class DiscSampler(OracleModel):
+    """Fills the disc inside each torus fiber circle (uniform in the disc): the failure a W2 of
+    200 points reads as mild."""
+
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        torus = self.bundle
+        phi = torch.atan2(base[:, 1], base[:, 0])
+        angle = 2 * math.pi * torch.rand(base.shape[0], generator=generator)
+        radius = torus.minor_radius * torch.rand(base.shape[0], generator=generator).sqrt()
+        ring = torus.major_radius + radius * angle.cos()
+        return torch.stack([ring * phi.cos(), ring * phi.sin(), radius * angle.sin()], dim=1)
+
+
+class HalfSegmentSampler(OracleModel):
+    """Draws only the half t > 0 of each Möbius fiber segment: every sample is on the fiber."""
+
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        band = self.bundle
+        s = torch.atan2(base[:, 1], base[:, 0])
+        t = band.half_width * torch.rand(base.shape[0], generator=generator)
+        return band.embed(s, t)
+
+
+def test_exact_sampler_has_zero_precision_error_and_floor_coverage() -> None:
+    for bundle in (Torus(), MoebiusBand()):
+        fiber = evaluate_model(OracleModel(bundle), bundle, SMALL).fiber_metrics
+        assert fiber["precision"].model.mean < 1e-4
+        assert 0.8 < fiber["coverage"].ratio < 1.25
+
+
+def test_precision_and_coverage_see_a_filled_disc_and_a_half_segment() -> None:
+    torus = Torus()
+    disc = evaluate_model(DiscSampler(torus), torus, SMALL).fiber_metrics
+    assert disc["precision"].model.mean > 0.5  # mean distance to the circle of radius 2: 2/3
+    assert disc["coverage"].ratio > 1.5
+    band = MoebiusBand()
+    half = evaluate_model(HalfSegmentSampler(band), band, SMALL).fiber_metrics
+    assert half["precision"].model.mean < 1e-4  # every point is on the fiber ...
+    assert half["coverage"].ratio > 5  # ... but half of it is never drawn
 
 
 def test_unconditional_model_gets_global_metrics_only() -> None:
@@ -91,12 +131,14 @@ def test_evaluation_is_reproducible_and_reports_every_metric() -> None:
     a = evaluate_model(OracleModel(bundle), bundle, SMALL)
     b = evaluate_model(OracleModel(bundle), bundle, SMALL)
     assert a.to_dict()["iterations"] == b.to_dict()["iterations"]
-    assert isinstance(a, Evaluation) and set(a.fiber_metrics) == set(CloudMetrics.names())
+    assert isinstance(a, Evaluation) and set(a.fiber_metrics) == set(FIBER_METRICS)
+    assert set(a.global_metrics) == set(METRICS)
     for values in a.iterations["fiber"]["model"].values():
         assert len(values) == SMALL.iterations
     table = a.table()
-    for name in CloudMetrics.names():
+    for name in METRICS:
         assert f"fiber   {name}" in table and f"global  {name}" in table
+    assert "fiber   precision" in table and "fiber   coverage" in table
 
 
 def test_evaluation_rejects_a_model_of_other_data() -> None:
@@ -154,7 +196,7 @@ def test_evaluate_cli_needs_the_data_of_a_bare_checkpoint(tmp_path: Path, traine
     assert "noise floor mean [95% CI]" in proc.stdout and "evaluated in" in proc.stdout
     payload = json.loads((tmp_path / "evaluation.json").read_text())
     assert payload["bundle"] == "Torus" and payload["protocol"]["iterations"] == 2
-    assert set(payload["fiber"]) == set(CloudMetrics.names())
+    assert set(payload["fiber"]) == set(FIBER_METRICS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json"]  # no Hydra folders
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bundlenet.metrics import knn_kl_divergence, mean_nearest_distance, mmd, msmd, wasserstein
+from bundlenet.evaluation.metrics import knn_kl_divergence, mean_nearest_distance, mmd, msmd, wasserstein
 
 
 def test_mmd_of_identical_sets_is_zero_and_shift_is_positive() -> None:
@@ -75,8 +75,8 @@ def test_msmd_of_identical_sets_is_zero() -> None:
 def test_cloud_metrics_match_the_single_metrics_and_batch(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Streamed over row blocks (one block, or blocks of 7 rows), with a duplicate true point
     and a point shared by both clouds (zero distances the KL estimator skips)."""
-    import bundlenet.metrics as metrics_module
-    from bundlenet.metrics import cloud_metrics
+    import bundlenet.evaluation.metrics as metrics_module
+    from bundlenet.evaluation.metrics import cloud_metrics
 
     monkeypatch.setattr(metrics_module, "_BLOCK", block)
     gen = torch.Generator().manual_seed(8)
@@ -98,7 +98,7 @@ def test_cloud_metrics_match_the_single_metrics_and_batch(block: int, monkeypatc
 
 
 def test_cloud_metrics_of_identical_clouds_are_zero_and_translation_is_exact() -> None:
-    from bundlenet.metrics import cloud_metrics
+    from bundlenet.evaluation.metrics import cloud_metrics
 
     x = torch.randn(300, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     same = cloud_metrics(x, x)
@@ -113,7 +113,7 @@ def test_cloud_metrics_of_identical_clouds_are_zero_and_translation_is_exact() -
 
 def test_cloud_metrics_rejects_mismatched_clouds() -> None:
     from bundlenet.errors import InputError
-    from bundlenet.metrics import cloud_metrics
+    from bundlenet.evaluation.metrics import cloud_metrics
 
     with pytest.raises(InputError, match="share batch shape and dimension"):
         cloud_metrics(torch.zeros(2, 10, 3), torch.zeros(10, 3))

@@ -71,8 +71,11 @@ def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     assert metrics["steps"] == 300
     from bundlenet.checkpoint import load_model
 
+    assert torch.load(last, weights_only=True)["global_step"] == 300  # the final weights are on disk
+    assert metrics["checkpoint"] == str(last) and metrics["checkpoint_step"] == 300
+    assert json.loads((out / "evaluation.json").read_text())["checkpoint_step"] == 300
     model = load_model(last)
-    assert bool(model.prior.initialized.all())
+    assert model.cover.num_nbhds == 10
     assert model.sample_fiber([[4.5, 0.0]], 10, seed=0).shape == (1, 10, 3)
 
 

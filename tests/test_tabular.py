@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bundlenet.bundles.tabular import TabularBundle, column_scaling, split_rows
+from bundlenet.data.tabular import TabularBundle, column_scaling, split_rows
 from bundlenet.errors import InputError
 
 

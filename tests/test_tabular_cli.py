@@ -40,7 +40,7 @@ def csv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_train_on_csv_writes_outputs_and_samples_use_the_files_names_and_units(csv_run: tuple[Path, Path]) -> None:
-    run, table = csv_run
+    run, _ = csv_run
     for name in ("checkpoints/last.ckpt", "metrics.json", "fibers.png"):
         assert (run / name).exists(), name
     out = run.parent / "fibers.csv"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundlenet.bundles.uci import AIRFOIL, WINE_RED, WINE_WHITE, airfoil, wine
+from bundlenet.data.uci import AIRFOIL, WINE_RED, WINE_WHITE, airfoil, wine
 from bundlenet.errors import InputError
 from tests.conftest import SHARED_DATA
 

@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 
 from bundlenet.io import write_json
 
-log = logging.getLogger("bundlenet.benchmark")
+log = logging.getLogger("bundlenet.cli.benchmark")
 
 # The authors' torus setup. Their code: 27.8M parameters, a conditional affine map and 5 FrEIA
 # RealNVP blocks, each block 2 couplings with separate scale and shift subnets (20 subnets of
@@ -45,20 +46,33 @@ def peak_rss_mb() -> float:
     return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
-def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[str, Any], seed: int = 0):
+MODELS: dict[str, str] = {
+    "bundlenet": "bundlenet.models.bundlenet.BundleNet",
+    "paper": "bundlenet.models.paper.PaperBundleNet",
+    "cflow": "bundlenet.models.baselines.cflow.ConditionalFlow",
+    "cfm": "bundlenet.models.baselines.cfm.ConditionalFlowMatching",
+}
+
+
+def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[str, Any], seed: int = 0, model: str = "bundlenet"):
+    """A torus datamodule and a ``model`` (a key of :data:`MODELS`) at its defaults plus
+    ``model_kwargs``, its data-dependent state fitted."""
+    import importlib
+
     import pytorch_lightning as pl
 
     from bundlenet.bundles import Torus
-    from bundlenet.datamodule import BundleDataModule
-    from bundlenet.models.bundlenet import BundleNet
+    from bundlenet.data.datamodule import BundleDataModule
 
     pl.seed_everything(seed, verbose=False)
     steps = 1 if batch_size is None else -(-num_train // batch_size)
     dm = BundleDataModule(Torus(), num_train=num_train, batch_size=batch_size, steps_per_epoch=steps, num_val_fibers=2, val_fiber_points=50)
     dm.setup("fit")
-    model = BundleNet(dm.spec, optimizer=functools.partial(torch.optim.Adam, lr=1e-4), **model_kwargs)
-    model.fit_data(*dm.train_tensors())
-    return model, dm, steps
+    module, _, name = MODELS[model].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    net = cls(dm.spec, optimizer=functools.partial(torch.optim.Adam, lr=1e-4), **model_kwargs)
+    net.fit_data(*dm.train_tensors())
+    return net, dm, steps
 
 
 def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int, precision: Precision = "32-true") -> float:
@@ -76,28 +90,33 @@ def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: 
         total, base = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
         with autocast():
-            loss = model.loss_terms(total, base, update_prior=True).total(model.loss_weights)
+            loss = model.training_step((total, base), i)
         loss.backward()
         opt.step()
 
-    step(0)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i + 1)
+    with warnings.catch_warnings():  # self.log without a Trainer: nothing to log to here
+        warnings.filterwarnings("ignore", ".*self.trainer. reference is not registered.*")
+        step(0)
+        start = time.perf_counter()
+        for i in range(steps):
+            step(i + 1)
     return (time.perf_counter() - start) / steps
 
 
 def row_training(name: str, num_train: int = 1000, batch_size: int | None = None, model_kwargs: dict[str, Any] | None = None,
-                 timed_steps: int = 20, num_nbhds: int | None = None, precision: Precision = "32-true") -> dict[str, Any]:
+                 timed_steps: int = 20, num_nbhds: int | None = None, precision: Precision = "32-true",
+                 model_name: str = "bundlenet") -> dict[str, Any]:
+    """Seconds per training step of ``model_name`` on the torus (bare steps: loss, backward, Adam)."""
     kwargs = dict(DEFAULT if model_kwargs is None else model_kwargs)
     if num_nbhds is not None:
         kwargs["num_nbhds"] = num_nbhds
-    model, dm, steps_per_epoch = _model_and_data(num_train, batch_size, kwargs)
+    model, dm, steps_per_epoch = _model_and_data(num_train, batch_size, kwargs, model=model_name)
     loader = dm.train_dataloader()
     batches = [b for _, b in zip(range(min(timed_steps + 1, steps_per_epoch)), loader)]
     sec = _time_steps(model, batches, timed_steps, precision)
     return {"row": name, "parameters": sum(p.numel() for p in model.parameters()), "precision": precision,
-            "points": num_train, "batch": batch_size or num_train, "num_nbhds": model.cover.num_nbhds, "s_per_step": sec,
+            "model": model_name,
+            "points": num_train, "batch": batch_size or num_train, "num_nbhds": model.cover.num_nbhds if hasattr(model, "cover") else None, "s_per_step": sec,
             "steps_per_s": 1 / sec, "steps_per_epoch": steps_per_epoch, "s_per_epoch": sec * steps_per_epoch,
             "timed_steps": timed_steps}
 
@@ -117,7 +136,7 @@ def row_lightning_overhead(timed_steps: int = 50) -> dict[str, Any]:
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             times.append(time.perf_counter())
 
-    trainer.callbacks.append(Clock())
+    trainer.callbacks.append(Clock())  # type: ignore[attr-defined]  # Lightning sets it at run time
     trainer.fit(model, datamodule=dm)
     lightning = (time.perf_counter() - times[1]) / timed_steps  # epoch 0 is the warm-up
     return {"row": "lightning step / bare step", "bare_s_per_step": bare, "lightning_s_per_step": lightning, "ratio": lightning / bare}
@@ -141,9 +160,8 @@ def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
     Raises :class:`RuntimeError` with the job's last error line when it fails."""
     import tempfile
 
-    root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(root / "train.py"), *overrides, "logger=none", "trainer.enable_progress_bar=false",
+        cmd = [sys.executable, "-m", "bundlenet.cli.train", *overrides, "logger=none", "trainer.enable_progress_bar=false",
                f"hydra.run.dir={tmp}"]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
@@ -156,7 +174,7 @@ def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
 def row_quality(name: str, steps: int) -> dict[str, Any]:
     """Time to quality: ``python train.py`` (default torus run) with ``steps`` optimizer steps;
     wall time of the whole job, the fiber W2 ratio to the noise floor from its metrics.json, and
-    the wall time of its final evaluation (the default protocol, DESIGN §6)."""
+    the wall time of its final evaluation (the default protocol)."""
     metrics, wall = _train_py([f"trainer.max_epochs={steps}"])
     w2 = metrics["fiber"]["w2"]
     return {"row": name, "steps": steps, "wall_s": wall, "train_s": metrics["train_seconds"],
@@ -196,30 +214,45 @@ class Options:
 _AUTHORS_ROW = "train: authors' hyperparameters (torus, batches of 200, 10 couplings)"
 _AUTHORS_PARAMS_ROW = "train: authors' parameter count (torus, batches of 200, 20 couplings)"
 
-ROWS: dict[str, Callable[[Options], dict[str, Any]]] = {
-    "train_default": lambda o: row_training("train: default (torus, full batch)"),
-    "train_authors": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, timed_steps=10),
-    "train_authors_bf16": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, timed_steps=10,
+Row = Callable[[Options], dict[str, Any]]
+
+
+def _training_row(name: str, **kwargs: Any) -> Row:
+    """``row_training(name, **kwargs)`` (it needs no options)."""
+    return lambda o: row_training(name, **kwargs)
+
+
+def _job_row(name: str, precision: Precision) -> Row:
+    """``row_paper_job`` of the ``paper_{name}`` experiment at ``precision``."""
+    return lambda o: row_paper_job(f"paper_{name}", o, precision)
+
+
+_JOB_PRECISIONS: tuple[tuple[str, Precision], ...] = (("", "32-true"), ("_bf16", "bf16-mixed"))
+
+ROWS: dict[str, Row] = {
+    **{f"train_{m}": _training_row(f"train: {m} at its defaults (torus, 1000 points, full batch)", model_name=m)
+       for m in MODELS},
+    "train_authors": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10),
+    "train_authors_bf16": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10,
                                                  precision="bf16-mixed"),
-    "train_authors_params": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, timed_steps=5),
-    "train_authors_params_bf16": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS,
+    "train_authors_params": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, model_name="paper", timed_steps=5),
+    "train_authors_params_bf16": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, model_name="paper",
                                                         timed_steps=10, precision="bf16-mixed"),
-    **{f"job_{name}{suffix}": (lambda o, name=name, precision=precision: row_paper_job(f"paper_{name}", o, precision))
-       for name in ("torus", "wine") for suffix, precision in (("", "32-true"), ("_bf16", "bf16-mixed"))},
+    **{f"job_{name}{suffix}": _job_row(name, precision) for name in ("torus", "wine") for suffix, precision in _JOB_PRECISIONS},
     "lightning_overhead": lambda o: row_lightning_overhead(),
     "sampling": lambda o: row_sampling(),
     "quality_short": lambda o: row_quality("time to quality: default run, 500 steps", 500),
     "quality_default": lambda o: row_quality("time to quality: default run, 2000 steps", 2000),
-    **{f"size_{n}": (lambda o, n=n: row_training(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10))
+    **{f"size_{n}": _training_row(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
        for n in (1_000, 10_000, 100_000, 1_000_000)},
-    **{f"nbhds_{k}": (lambda o, k=k: row_training(f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10))
+    **{f"nbhds_{k}": _training_row(f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10)
        for k in (5, 25, 50, 100)},
 }
 
 
 def run_row(name: str, threads: int, options: Options = Options()) -> dict[str, Any]:
     """Run one row in a subprocess; add its peak RSS, threads and load average."""
-    cmd = [sys.executable, "-m", "bundlenet.benchmark", "--row", name, "--threads", str(threads),
+    cmd = [sys.executable, "-m", "bundlenet.cli.benchmark", "--row", name, "--threads", str(threads),
            "--epochs", str(options.epochs)]
     if options.data_root is not None:
         cmd += ["--data-root", options.data_root]

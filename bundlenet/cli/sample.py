@@ -1,7 +1,7 @@
 """Sample fibers from a checkpoint alone: ``python -m bundlenet.sample ckpt_path=... base_points=...``.
 
 Writes a CSV whose header is the base column names then the total-space column names, one row
-per sample, ``len(base_points) × num_samples`` rows (DESIGN §3). ``units=original`` (default):
+per sample, ``len(base_points) × num_samples`` rows. ``units=original`` (default):
 base points are given, and samples written, in the units of the training data's file;
 ``units=scaled``: in the model's scaled units (e.g. [0, 10] after min-max scaling).
 """
@@ -11,18 +11,19 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bundlenet.cli import run_cli
 from bundlenet.bundles.base import check_points
 from bundlenet.checkpoint import load_model
+from bundlenet.cli.common import CONF_DIR, run_cli
 from bundlenet.errors import InputError
 from bundlenet.io import atomic_path
 
-log = logging.getLogger("bundlenet.sample")
+log = logging.getLogger("bundlenet.cli.sample")
 
 
 def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
@@ -68,7 +69,7 @@ def sample(cfg: DictConfig) -> Path:
     if (cfg.base_points is None) == (cfg.base_points_file is None):
         raise InputError("give exactly one of base_points='[[...]]' or base_points_file=FILE.csv")
     if cfg.base_points is not None:
-        points = OmegaConf.to_object(cfg.base_points) if OmegaConf.is_config(cfg.base_points) else cfg.base_points
+        points: Any = OmegaConf.to_object(cfg.base_points) if OmegaConf.is_config(cfg.base_points) else cfg.base_points
         try:
             rows = points if isinstance(points, list) and points and isinstance(points[0], list) else [points]
             base = torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32)
@@ -84,7 +85,7 @@ def sample(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sample")
 def main(cfg: DictConfig) -> None:
     run_cli(sample, cfg)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import pytorch_lightning as pl
@@ -16,11 +17,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from bundlenet.callbacks import MetricHistory
+from bundlenet.callbacks import MetricHistory, PlainProgress
+from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
 from bundlenet.errors import InputError
-from bundlenet.evaluate import Protocol, evaluate_model
-from bundlenet.io import write_json, write_text
-from bundlenet.plotting import plot_curves, plot_fibers, plot_latent
+from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_latent
+from bundlenet.evaluation.protocol import Protocol, evaluate_model
+from bundlenet.io import run_lock, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,18 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, evaluate and write outputs; return the final metrics (also in ``metrics.json``)."""
+    """Train, evaluate and write outputs; return the final metrics (also in ``metrics.json``).
+
+    The run directory is locked while the job runs (:func:`bundlenet.io.run_lock`): a second
+    job pointed at it stops at once. Ranks started by a ``ddp`` launcher share their rank 0's lock.
+    """
+    if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
+        return _train(cfg)
+    with run_lock(cfg.paths.output_dir):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
@@ -50,6 +63,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_float32_matmul_precision("high")
 
     os.environ.setdefault("WANDB_SILENT", "true")  # no banners or prompts; we log where the run is
+    quiet_lightning()
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
@@ -57,17 +71,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
     model.fit_data(*datamodule.train_tensors())
     callbacks = instantiate_list(cfg.get("callbacks"))
-    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a bar callback with the bar off
-        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    loggers = instantiate_list(cfg.get("logger"))
     extra: dict[str, Any] = {}
+    if cfg.trainer.get("enable_progress_bar") is False or not sys.stdout.isatty():
+        # Lightning refuses a bar callback with the bar off; a log file gets plain lines instead of bar frames
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+        extra["enable_progress_bar"] = False
+        if not cfg.trainer.get("fast_dev_run"):
+            callbacks.append(PlainProgress())
+    loggers = instantiate_list(cfg.get("logger"))
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
         # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
         log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
         extra["gradient_clip_val"] = None
+    if cfg.trainer.get("check_val_every_n_epoch") is not None and isinstance(cfg.trainer.get("val_check_interval"), int):
+        # validation counted in epochs: an integer step interval would have to fit inside one epoch
+        extra["val_check_interval"] = None
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     for lg in trainer.loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     if trainer.is_global_zero:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("output dir: %s", out)
@@ -79,10 +100,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for optimizer in trainer.optimizers:
         optimizer.state.clear()
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
-    steps = trainer.global_step or (int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else 0)
+    ckpt_step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else None
+    steps = trainer.global_step or (ckpt_step or 0)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        metrics.update(final_report(cfg, model, datamodule, out, str(ckpt) if ckpt else None))
+        metrics.update(final_report(cfg, model, datamodule, out, str(ckpt) if ckpt else None, ckpt_step))
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
         if history is not None:
             plot_curves(out / "curves.png", history.history)
@@ -93,6 +115,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 lg.experiment.finish()
                 log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, run_dir)
         metrics["checkpoint"] = str(ckpt)
+        metrics["checkpoint_step"] = ckpt_step
+        budgets = evaluate_budgets(cfg, datamodule, out, metrics)
+        if budgets:
+            write_json(out / "budgets.json", budgets)
         write_json(out / "metrics.json", metrics)
         fiber = metrics["fiber"]
         if isinstance(fiber, dict):
@@ -103,12 +129,45 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def evaluate_budgets(cfg: DictConfig, datamodule: Any, out: Path, final: dict[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate the checkpoints :class:`~bundlenet.callbacks.BudgetCheckpoints` wrote
+    (``checkpoints/budget_*s.ckpt``): one entry per budget with its step and the fiber metrics
+    (as in metrics.json). Budgets the run outlasted use the final model."""
+    budget_cb = next((c for c in (cfg.get("callbacks") or {}).values()
+                      if isinstance(c, DictConfig) and str(c.get("_target_", "")).endswith("BudgetCheckpoints")), None)
+    if budget_cb is None:
+        return []
+    from bundlenet.checkpoint import load_model
+
+    protocol = Protocol.from_config(cfg.evaluation)
+    entries = []
+    for budget in sorted(float(b) for b in budget_cb.budgets):
+        path = Path(budget_cb.dirpath) / f"budget_{budget:g}s.ckpt"
+        if path.is_file():
+            model = load_model(path)
+            step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+            fiber = summarize(evaluate_model(model, datamodule.bundle, protocol).to_dict()["fiber"])
+        else:  # training ended before this budget: the final model
+            step, fiber, path = final["steps"], final["fiber"], Path(str(final.get("checkpoint")))
+        entries.append({"budget_s": budget, "step": step, "checkpoint": str(path), "fiber": fiber})
+    return entries
+
+
+def summarize(scope: dict[str, Any] | str) -> dict[str, Any] | str:
+    """Each metric's mean, noise floor and ratio from an evaluation scope (``n/a`` strings kept)."""
+    if isinstance(scope, str):
+        return scope
+    return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
+            for name, r in scope.items()}
+
+
 def final_checkpoint(trainer: pl.Trainer) -> Path | None:
     """The run's last checkpoint (``last.ckpt``), else its best one, else ``None``."""
     cb = trainer.checkpoint_callback
     if cb is None:
         return None
-    candidates = [getattr(cb, "last_model_path", ""), Path(cb.dirpath, "last.ckpt") if getattr(cb, "dirpath", None) else "",
+    dirpath = getattr(cb, "dirpath", None)  # a ModelCheckpoint's; the Checkpoint base class has none
+    candidates = [getattr(cb, "last_model_path", ""), Path(dirpath, "last.ckpt") if dirpath else "",
                   getattr(cb, "best_model_path", "")]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
@@ -145,20 +204,22 @@ def publish(trainer: pl.Trainer, metrics: dict[str, Any], out: Path) -> None:
         if isinstance(lg, CSVLogger):
             continue
         lg.log_metrics(final, step=trainer.global_step)
-        if hasattr(lg, "log_image"):
-            images = [p for p in (out / "fibers.png", out / "latent.png", out / "curves.png") if p.exists()]
-            lg.log_image(key="figures", images=[str(p) for p in images], caption=[p.stem for p in images])
+        if hasattr(lg, "log_image"):  # one key per figure: their sizes differ
+            for image in (out / "fibers.png", out / "latent.png", out / "curves.png"):
+                if image.exists():
+                    lg.log_image(key=f"figures/{image.stem}", images=[str(image)])
         lg.save()
 
 
-def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None) -> dict[str, Any]:
+def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None,
+                 ckpt_step: int | None = None) -> dict[str, Any]:
     """Run the evaluation protocol (``evaluation.json``), draw the fiber figure, and return the
     metrics.json summary: each metric's mean, noise floor and ratio, per scope."""
     protocol = Protocol.from_config(cfg.evaluation)
     bundle = datamodule.bundle
     result = evaluate_model(model, bundle, protocol)
     report = result.to_dict()
-    write_json(out / "evaluation.json", {"checkpoint": ckpt, "bundle": type(bundle).__name__, **report})
+    write_json(out / "evaluation.json", {"checkpoint": ckpt, "checkpoint_step": ckpt_step, "bundle": type(bundle).__name__, **report})
     log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
     if model.conditional:
         gen = torch.Generator().manual_seed(protocol.seed)
@@ -167,18 +228,28 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
                     model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu(), bundle.total_names, bundle.base_names)
     else:
         log.info("no fibers.png: %s is unconditional", type(model).__name__)
-    if hasattr(model, "encode"):  # BundleNet: the encoded fiber latents of the training points
+    if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points
         total, base = datamodule.train_tensors()
-        with torch.no_grad():
-            nbhd = model.cover.assign(base.to(model.device))
-            _, latent = model.encode(total.to(model.device), nbhd)
-        plot_latent(out / "latent.png", latent, nbhd, model.prior.num_circles)
+        latent, nbhd, circles = model.latent_codes(total.to(model.device), base.to(model.device))
+        plot_latent(out / "latent.png", latent, nbhd, circles)
 
-    def summary(scope: dict[str, Any] | str) -> dict[str, Any] | str:
-        if isinstance(scope, str):
-            return scope
-        return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
-                for name, r in scope.items()}
-
-    return {"fiber": summary(report["fiber"]), "global": summary(report["global"]), "protocol": report["protocol"],
+    return {"fiber": summarize(report["fiber"]), "global": summarize(report["global"]), "protocol": report["protocol"],
             "evaluation_seconds": report["seconds"]}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    metrics = run_cli(train, cfg)
+    target = cfg.get("optimized_metric")
+    return lookup(metrics, target) if target else None
+
+
+def main() -> float | None:
+    """``python train.py`` / ``bundlenet-train``: train with the Hydra config ``train.yaml``
+    (the value of ``optimized_metric`` goes back to Hydra sweepers)."""
+    check_group_choices(CONF_DIR, sys.argv[1:])
+    return _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ The delimiter is detected (``csv.Sniffer`` over ``, ; tab |``); the first line i
 Base columns are the outputs y, total columns the inputs x (default: every other numeric
 column, i.e. any column where some value parses as a number). Every chosen column must be numeric; missing values (empty, ``NA``, ``nan`` ...) are
 an error naming the first rows (``nan_policy=error``) or their rows are dropped
-(``nan_policy=drop``). The result is a :class:`~bundlenet.bundles.tabular.TabularBundle`.
+(``nan_policy=drop``). The result is a :class:`~bundlenet.data.tabular.TabularBundle`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from bundlenet.bundles.tabular import TabularBundle
+from bundlenet.data.tabular import TabularBundle
 from bundlenet.errors import InputError
 
 log = logging.getLogger(__name__)

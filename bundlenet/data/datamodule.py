@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,8 +14,9 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from bundlenet.bundles.base import Bundle, BundleSpec
+from bundlenet.data.topology import MIN_TOPOLOGY_ROWS, estimate_fiber_topology
 from bundlenet.errors import InputError
-from bundlenet.metrics import wasserstein
+from bundlenet.evaluation.metrics import wasserstein
 
 log = logging.getLogger(__name__)
 rank_zero_info = rank_zero_only(log.info)
@@ -49,52 +52,91 @@ class _Single(Dataset):
 class BundleDataModule(pl.LightningDataModule):
     """Points of a :class:`Bundle` for training, and true fibers for validation.
 
-    Training batches are ``(total [b, d_E], base [b, d_B])``; ``batch_size=None`` uses the
-    whole training set each step (the default for the small synthetic sets). An epoch is
-    ``steps_per_epoch`` shuffled batches. The validation batch holds ``num_val_fibers`` base
-    points, ``val_fiber_points`` exact fiber points over each, and the W2 noise floor (W2
-    between two independent exact samples) of each fiber.
+    Training batches are ``(total [b, d_E], base [b, d_B])``. ``batch_size="auto"`` takes the
+    whole training set each step up to ``MAX_FULL_BATCH`` points and batches of that size beyond;
+    an epoch is ``steps_per_epoch`` shuffled batches (``"auto"``: one pass over the data). The
+    validation batch holds ``num_val_fibers`` base points, ``val_fiber_points`` exact fiber points
+    over each, and the W2 noise floor (W2 between two independent exact samples) of each fiber.
+
+    The fiber's shape the models are told (:attr:`spec`) is the bundle's own unless
+    ``fiber_circles`` or ``fiber_span`` is given: an integer, or ``"auto"`` to find it from the
+    training points (:func:`bundlenet.data.topology.estimate_fiber_topology`, logged).
 
     Args:
         bundle: the bundle to sample.
         num_train: training points (the authors used 1000).
-        batch_size: points per step, ``None`` for full batch.
-        steps_per_epoch: batches per epoch.
+        batch_size: points per step, ``None`` for full batch, ``"auto"`` (see above).
+        steps_per_epoch: batches per epoch, or ``"auto"``.
         num_val_fibers, val_fiber_points: validation fibers.
         seed: seed of the data (training points and validation fibers).
         num_workers: DataLoader workers.
+        fiber_circles, fiber_span: the fiber's circle count and span (``None``: the bundle's).
     """
+
+    MAX_FULL_BATCH = 2048
 
     def __init__(
         self,
         bundle: Bundle,
         num_train: int = 1000,
-        batch_size: int | None = None,
-        steps_per_epoch: int = 1,
+        batch_size: int | str | None = "auto",
+        steps_per_epoch: int | str = "auto",
         num_val_fibers: int = 4,
         val_fiber_points: int = 200,
         seed: int = 0,
         num_workers: int = 0,
+        fiber_circles: int | str | None = None,
+        fiber_span: int | str | None = None,
     ) -> None:
         super().__init__()
         if num_train < 2:
             raise InputError(f"data.num_train must be at least 2, got {num_train}")
-        if batch_size is not None and batch_size < 2:
-            raise InputError(f"data.batch_size must be at least 2 (or null for full batch), got {batch_size}")
+        if batch_size not in (None, "auto") and (not isinstance(batch_size, int) or batch_size < 2):
+            raise InputError(f"data.batch_size must be an integer >= 2, null (full batch) or auto; got {batch_size!r}")
+        if steps_per_epoch != "auto" and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise InputError(f"data.steps_per_epoch must be a positive integer or auto, got {steps_per_epoch!r}")
+        for name, value in (("fiber_circles", fiber_circles), ("fiber_span", fiber_span)):
+            if value not in (None, "auto") and (not isinstance(value, int) or value < (0 if name == "fiber_circles" else 1)):
+                raise InputError(f"data.{name} must be auto, null (the data set's own) or a "
+                                 f"{'non-negative' if name == 'fiber_circles' else 'positive'} integer; got {value!r}")
         self.bundle = bundle
         self.num_train = int(num_train)
         self.batch_size = batch_size
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
         self.num_val_fibers = int(num_val_fibers)
         self.val_fiber_points = int(val_fiber_points)
         self.seed = int(seed)
         self.num_workers = int(num_workers)
+        self.fiber_circles = fiber_circles
+        self.fiber_span = fiber_span
         self.train: tuple[Tensor, Tensor] | None = None
         self.val: tuple[Tensor, Tensor, Tensor] | None = None
+        self._spec: BundleSpec | None = None
 
     @property
     def spec(self) -> BundleSpec:
-        return self.bundle.spec
+        """The bundle's spec, with the fiber's circle count and span as configured (found from
+        the training points for ``auto``)."""
+        if self._spec is None:
+            spec = self.bundle.spec
+            circles, span = self.fiber_circles, self.fiber_span
+            if "auto" in (circles, span):
+                total, base = self.train_tensors()
+                if total.shape[0] < MIN_TOPOLOGY_ROWS:
+                    log.warning("%d training rows are too few to find the fiber's topology: assuming no circles and "
+                                "a fiber in all %d directions (state data.fiber_circles and data.fiber_span to change it)",
+                                total.shape[0], total.shape[1])
+                    found_circles, found_span = 0, total.shape[1]
+                else:
+                    found = estimate_fiber_topology(total, base, seed=self.seed)
+                    rank_zero_info("fiber topology found from the data: spans %d direction(s), %d circle(s) "
+                                   "(median over %d neighbourhoods)", found.span, found.circles, found.groups)
+                    found_circles, found_span = found.circles, found.span
+                circles = found_circles if circles == "auto" else circles
+                span = found_span if span == "auto" else span
+            self._spec = replace(spec, fiber_circles=spec.fiber_circles if circles is None else int(circles),
+                                 fiber_span=spec.fiber_span if span is None else int(span))
+        return self._spec
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
@@ -108,6 +150,18 @@ class BundleDataModule(pl.LightningDataModule):
         self.val = (val_base, fibers, floor)
         rank_zero_info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
 
+    def batching(self) -> tuple[int, int]:
+        """``(batch size, steps per epoch)`` with ``auto`` resolved for the training set."""
+        n = self.train_tensors()[0].shape[0]
+        if self.batch_size is None:
+            size = n
+        elif self.batch_size == "auto":
+            size = min(n, self.MAX_FULL_BATCH)
+        else:
+            size = min(int(self.batch_size), n)
+        steps = math.ceil(n / size) if self.steps_per_epoch == "auto" else int(self.steps_per_epoch)
+        return size, steps
+
     def train_tensors(self) -> tuple[Tensor, Tensor]:
         """The training ``(total, base)`` tensors (used by models to fit their cover and scalers)."""
         self.setup("fit")
@@ -116,9 +170,9 @@ class BundleDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader[Any]:
         total, base = self.train_tensors()
-        size = total.shape[0] if self.batch_size is None else min(self.batch_size, total.shape[0])
+        size, steps = self.batching()
         gen = torch.Generator().manual_seed(self.seed + 1)
-        sampler = RandomSampler(range(total.shape[0]), num_samples=size * self.steps_per_epoch, generator=gen)
+        sampler = RandomSampler(range(total.shape[0]), num_samples=size * steps, generator=gen)
         return DataLoader(
             _Rows(total, base),
             sampler=BatchSampler(sampler, size, drop_last=False),

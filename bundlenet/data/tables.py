@@ -1,6 +1,6 @@
 """The datamodule of tables (wine, airfoil, any CSV): the fixed training split, empirical fibers.
 
-:class:`TabularDataModule` shares the loaders of :class:`~bundlenet.datamodule.BundleDataModule`;
+:class:`TabularDataModule` shares the loaders of :class:`~bundlenet.data.datamodule.BundleDataModule`;
 only where the points come from differs: training points are the rows of the table's seeded
 training split (scaled units), validation fibers are the table's empirical fibers. The
 functions :func:`wine_data`, :func:`airfoil_data` and :func:`csv_data` are the Hydra targets of
@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from bundlenet.bundles.csv_table import csv_bundle
-from bundlenet.bundles.tabular import TabularBundle
-from bundlenet.bundles.uci import airfoil, wine
-from bundlenet.datamodule import BundleDataModule
+from bundlenet.data.csv_table import NanPolicy, csv_bundle
+from bundlenet.data.datamodule import BundleDataModule
+from bundlenet.data.tabular import TabularBundle
+from bundlenet.data.uci import airfoil, wine
 from bundlenet.errors import InputError
-from bundlenet.metrics import wasserstein
+from bundlenet.evaluation.metrics import wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,21 @@ class TabularDataModule(BundleDataModule):
         self,
         bundle: TabularBundle,
         num_train: int | None = None,
-        batch_size: int | None = None,
-        steps_per_epoch: int = 1,
+        batch_size: int | str | None = "auto",
+        steps_per_epoch: int | str = "auto",
         num_val_fibers: int = 4,
         val_fiber_points: int = 200,
         seed: int = 0,
         num_workers: int = 0,
+        fiber_circles: int | str | None = None,
+        fiber_span: int | str | None = None,
     ) -> None:
         available = bundle.train_index.numel()
         if num_train is not None and not 2 <= int(num_train) <= available:
             raise InputError(f"data.num_train={num_train} must be between 2 and the {available} rows of the "
                              f"training split (or null for all of them)")
         super().__init__(bundle, available if num_train is None else int(num_train), batch_size, steps_per_epoch,
-                         num_val_fibers, val_fiber_points, seed, num_workers)
+                         num_val_fibers, val_fiber_points, seed, num_workers, fiber_circles, fiber_span)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
@@ -85,18 +87,18 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def wine_data(root: str | Path | None = None, download: bool = True, **options: Any) -> TabularDataModule:
-    """``data=wine``: :func:`bundlenet.bundles.uci.wine` in a :class:`TabularDataModule`."""
+    """``data=wine``: :func:`bundlenet.data.uci.wine` in a :class:`TabularDataModule`."""
     table, module = _split(options)
     return TabularDataModule(wine(root, download, **table), **module)
 
 
 def airfoil_data(root: str | Path | None = None, download: bool = True, **options: Any) -> TabularDataModule:
-    """``data=airfoil``: :func:`bundlenet.bundles.uci.airfoil` in a :class:`TabularDataModule`."""
+    """``data=airfoil``: :func:`bundlenet.data.uci.airfoil` in a :class:`TabularDataModule`."""
     table, module = _split(options)
     return TabularDataModule(airfoil(root, download, **table), **module)
 
 
-def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: str = "error", **options: Any) -> TabularDataModule:
-    """``data=csv``: :func:`bundlenet.bundles.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
+def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: NanPolicy = "error", **options: Any) -> TabularDataModule:
+    """``data=csv``: :func:`bundlenet.data.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
     table, module = _split(options)
     return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, **table), **module)

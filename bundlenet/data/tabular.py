@@ -1,7 +1,7 @@
 """A table of data as a bundle: rows (x, y) with x the input columns and y = π(x) the outputs.
 
 Unlike the synthetic bundles, the fibers of a table are only known through its rows, so
-:class:`TabularBundle` answers with *empirical* fibers (DESIGN §6):
+:class:`TabularBundle` answers with *empirical* fibers:
 
 * ``exact``: the fiber over y is the set of rows whose base equals y (for bases with few
   distinct values, e.g. wine quality and colour); only values with at least
@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, check_points, check_units
+from bundlenet.data.columns import infer_supports
 from bundlenet.errors import InputError
-from bundlenet.metrics import pairwise_distances, per_query
+from bundlenet.evaluation.metrics import nearest_neighbour_distance, pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class TabularBundle(Bundle):
         fiber_source: rows that make the fibers and the global samples: ``all`` (train ∪ test,
             the authors' protocol) or ``test`` (held-out rows only).
         fiber_circles: circle factors expected in a fiber (default of ``model.num_circles``).
+        bounds, discrete, max_discrete_values, min_atom_share, nonnegative: the columns'
+            supports (:func:`bundlenet.data.columns.infer_supports`): stated bounds, discrete
+            columns, point masses, and non-negative columns found in the data.
     """
 
     def __init__(
@@ -115,6 +119,11 @@ class TabularBundle(Bundle):
         max_exact_values: int = 50,
         fiber_source: FiberSource = "all",
         fiber_circles: int = 0,
+        bounds: Mapping[str, Any] | None = None,
+        discrete: str | Sequence[str] = "auto",
+        max_discrete_values: int = 20,
+        min_atom_share: float = 0.05,
+        nonnegative: bool = True,
     ) -> None:
         self.total_names = tuple(str(n) for n in total_names)
         self.base_names = tuple(str(n) for n in base_names)
@@ -126,6 +135,8 @@ class TabularBundle(Bundle):
                              f"{list(self.total_names)} and {list(self.base_names)}")
         if total.shape[0] < 2:
             raise InputError(f"the table has {total.shape[0]} row(s); a bundle needs at least 2 rows of data")
+        self.total_support = infer_supports(total, self.total_names, bounds, discrete, max_discrete_values,
+                                            min_atom_share, nonnegative)
         self.total_offset, self.total_scale = column_scaling(total, self.total_names, scaling)
         self.base_offset, self.base_scale = column_scaling(base, self.base_names, scaling)
         self.scaling = scaling
@@ -170,7 +181,8 @@ class TabularBundle(Bundle):
     def spec(self) -> BundleSpec:
         return BundleSpec(self.base_names, self.total_names, self.fiber_circles,
                           base_offset=tuple(self.base_offset.tolist()), base_scale=tuple(self.base_scale.tolist()),
-                          total_offset=tuple(self.total_offset.tolist()), total_scale=tuple(self.total_scale.tolist()))
+                          total_offset=tuple(self.total_offset.tolist()), total_scale=tuple(self.total_scale.tolist()),
+                          total_support=self.total_support)
 
     @property
     def num_rows(self) -> int:
@@ -256,7 +268,30 @@ class TabularBundle(Bundle):
             rows = self._nearest_fiber_rows(scaled, int(num_samples), generator)
         return self.total[rows] if units == "original" else self.scaled_total[rows]
 
-    def _exact_fiber_rows(self, scaled_base: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    def fiber_rows(self, base: Tensor, units: Units = "original") -> list[Tensor]:
+        """The rows that make up the empirical fiber over each of ``base [B, d_B]``: B index tensors
+        (exact rule: every source row with that base value; nearest rule: the ``fiber_neighbours``
+        nearest source rows, ties broken by row order)."""
+        check_units(units)
+        base = self.check_base(base).to(torch.get_default_dtype())
+        scaled = self._to_scaled(base, "base") if units == "original" else base
+        if self.fiber_rule == "exact":
+            value = self._exact_values(scaled)
+            return [self._members[self._starts[v]: self._starts[v] + self._counts[v]] for v in value.tolist()]
+        dist = pairwise_distances(scaled, self.scaled_base[self.source_index])
+        nearest = torch.sort(dist, dim=1, stable=True).indices[:, : self.fiber_neighbours]
+        return list(self.source_index[nearest])
+
+    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
+                          units: Units = "original") -> Tensor:
+        """Distance of ``total [B, n, d_E]`` to the nearest row of the empirical fiber over each of
+        ``base [B, d_B]`` (:meth:`fiber_rows`): ``[B, n]``, both in ``units``."""
+        table = self.total if check_units(units) == "original" else self.scaled_total
+        rows = self.fiber_rows(base, units)
+        return torch.stack([nearest_neighbour_distance(points, table[r].to(points)) for points, r in zip(total, rows)])
+
+    def _exact_values(self, scaled_base: Tensor) -> Tensor:
+        """Index of the exact fiber value of each scaled base point ``[B]``; raises for other points."""
         dist = pairwise_distances(scaled_base, self.fiber_values)  # [B, V]
         dist[:, ~self._eligible] = float("inf")
         nearest, value = dist.min(dim=1)
@@ -268,6 +303,10 @@ class TabularBundle(Bundle):
                 f"base point {self._to_original(scaled_base[i:i + 1], 'base')[0].tolist()} is not a value of "
                 f"({', '.join(self.base_names)}) with at least {self.min_fiber_points} rows; exact fibers exist over {known}"
             )
+        return value
+
+    def _exact_fiber_rows(self, scaled_base: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        value = self._exact_values(scaled_base)
         u = torch.rand(scaled_base.shape[0], num_samples, generator=generator)
         offset = (u * self._counts[value].unsqueeze(1)).long().clamp_max(self._counts[value].unsqueeze(1) - 1)
         return self._members[self._starts[value].unsqueeze(1) + offset]

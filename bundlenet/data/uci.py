@@ -1,4 +1,4 @@
-"""The paper's real data sets from the UCI repository, read in their own formats (DESIGN §5).
+"""The paper's real data sets from the UCI repository, read in their own formats.
 
 * Wine quality (Cortez et al. 2009): ``winequality-red.csv`` (1599 rows) and
   ``winequality-white.csv`` (4898 rows), ``;``-separated with a quoted header. Total space =
@@ -17,20 +17,31 @@ authors' tensors.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bundlenet.bundles.tabular import TabularBundle
-from bundlenet.download import Opener, ensure_file
+from bundlenet.data.download import Opener, ensure_file
+from bundlenet.data.tabular import TabularBundle
 from bundlenet.errors import InputError
 
 log = logging.getLogger(__name__)
 
 UCI_BASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases"
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def default_data_root() -> Path:
+    """Where ``root: null`` looks for (and downloads) the UCI files: ``$BUNDLENET_DATA`` when
+    set, else ``data/`` of a source checkout, else ``~/.cache/bundlenet`` (an installed package)."""
+    if os.environ.get("BUNDLENET_DATA"):
+        return Path(os.environ["BUNDLENET_DATA"]).expanduser().resolve()
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "data").is_dir():
+        return _CHECKOUT / "data"
+    return Path.home() / ".cache" / "bundlenet"
 
 AIRFOIL_COLUMNS = ("frequency", "angle_of_attack", "chord_length", "free_stream_velocity",
                    "displacement_thickness", "sound_pressure")
@@ -58,7 +69,7 @@ AIRFOIL = UciFile("airfoil_self_noise.dat", "00291/airfoil_self_noise.dat", 1503
 
 def resolve_root(root: str | Path | None) -> Path:
     """The data folder: ``None`` → ``data/`` of the repository; ``~`` expanded; made absolute."""
-    return REPO_DATA if root is None else Path(root).expanduser().resolve()
+    return default_data_root() if root is None else Path(root).expanduser().resolve()
 
 
 def parse_uci(spec: UciFile, path: Path, url: str) -> pd.DataFrame:

@@ -16,13 +16,14 @@ Conventions (Courts & Kvinge 2022, evaluation protocol):
 * ``wasserstein``: exact optimal transport (POT ``ot.emd2``, uniform weights, Euclidean ground
   cost to the power p), returned as the distance ``W_p = (min Σ π_ij |x_i − y_j|^p)^{1/p}``.
 * ``msmd``: mean over true points of the squared distance to the nearest generated point.
-* ``cloud_metrics``: all six evaluation metrics of DESIGN §6 for a pair of (batches of) clouds.
+* ``cloud_metrics``: all six evaluation metrics of the evaluation protocol (docs/evaluation.md) for a pair of (batches of) clouds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import overload
 
 import numpy as np
 import ot
@@ -161,7 +162,7 @@ def wasserstein(x: Tensor, y: Tensor, p: int = 2, num_iter_max: int = 10_000_000
 
 @dataclass(frozen=True)
 class CloudMetrics:
-    r"""The evaluation metrics between true clouds T and generated clouds G (DESIGN §6).
+    r"""The evaluation metrics between true clouds T and generated clouds G (docs/evaluation.md).
 
     Each field is a tensor of the clouds' batch shape ``[...]``:
 
@@ -226,6 +227,10 @@ def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None)
 _BLOCK = 512  # rows of a distance block in cloud_metrics
 
 
+@overload
+def _nearest_and_kernel(x: Tensor, y: Tensor, blur: float = ...) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]: ...
+@overload
+def _nearest_and_kernel(x: Tensor, y: None, blur: float = ...) -> tuple[Tensor, None, None, Tensor, None, None]: ...
 def _nearest_and_kernel(
     x: Tensor, y: Tensor | None, blur: float = 0.5
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor, Tensor | None, Tensor | None]:
@@ -242,8 +247,8 @@ def _nearest_and_kernel(
     inf = float("inf")
     within, to_y, to_y_any = [], [], []
     k_xx = x.new_zeros(x.shape[:-2])
-    k_xy = x.new_zeros(x.shape[:-2]) if y is not None else None
-    from_y = x.new_full((*y.shape[:-1],), inf) if y is not None else None
+    k_xy = x.new_zeros(x.shape[:-2])  # returned only with y
+    from_y = x.new_full((*y.shape[:-1],), inf) if y is not None else x.new_empty(0)
     for start in range(0, n, _BLOCK):
         block = x[..., start : start + _BLOCK, :]
         d_xx = pairwise_distances(block, x)

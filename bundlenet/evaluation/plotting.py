@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+from torch import Tensor
 
-from bundlenet.io import write_with  # noqa: E402
+from bundlenet.io import write_with
+
+
+def save_figure(fig: matplotlib.figure.Figure, path: str | os.PathLike[str], dpi: int = 100) -> None:
+    """Write ``fig`` as a PNG at ``path`` atomically and close it."""
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    plt.close(fig)
 
 
 def projections(dim: int, max_panels: int = 3) -> list[tuple[int, ...]]:
@@ -22,7 +29,7 @@ def projections(dim: int, max_panels: int = 3) -> list[tuple[int, ...]]:
         return [(0,)]
     if dim == 3:
         return [(0, 1, 2)]
-    pairs = [(j, j + 1) for j in range(0, dim - 1, 2)]
+    pairs: list[tuple[int, ...]] = [(j, j + 1) for j in range(0, dim - 1, 2)]
     if dim % 2:
         pairs.append((dim - 2, dim - 1))
     return pairs[:max_panels]
@@ -51,7 +58,8 @@ def plot_fibers(
     fig = plt.figure(figsize=(4.2 * cols, 4.0 * rows))
     for panel in range(num * len(pairs)):
         i, dims_idx = panel % num, list(pairs[panel // num])
-        ax = fig.add_subplot(rows, cols, panel + 1, projection="3d" if three_d else None)
+        # an Axes3D (untyped mpl_toolkits) for 3-D data: its scatter takes x, y, z and it has set_zlabel
+        ax: Any = fig.add_subplot(rows, cols, panel + 1, projection="3d" if three_d else None)
         dims = len(dims_idx)
         t = true[i][:, dims_idx].cpu().numpy()
         g = generated[i][:, dims_idx].cpu().numpy()
@@ -74,8 +82,7 @@ def plot_fibers(
             ax.legend(loc="upper left", fontsize=8)
     fig.suptitle("fibers: true vs generated")
     fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int, float]]]) -> None:
@@ -94,8 +101,7 @@ def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int,
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Tensor, num_circles: int, max_nbhds: int = 6) -> None:
@@ -113,5 +119,4 @@ def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Ten
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_title("circle pair" if num_circles else "latent coordinates", fontsize=9)
     fig.colorbar(points, ax=axes.ravel().tolist(), label="neighbourhood")
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -1,39 +1,38 @@
-"""The evaluation protocol of DESIGN §6, one implementation for every model.
+"""The evaluation protocol, one implementation for every model.
 
-``python -m bundlenet.evaluate ckpt_path=PATH [data=NAME] [evaluation.iterations=10 ...]`` prints
-a table of every metric's mean and 95% bootstrap CI over iterations beside the noise floor, and
-writes ``evaluation.json``. The true bundle comes from the data config recorded in the
-checkpoint by ``train.py`` (or from ``data=`` for checkpoints without one).
+:func:`evaluate_model` compares a model's samples with exact (or empirical) samples of the true
+bundle and returns every metric's mean and 95% bootstrap CI over iterations beside its noise
+floor. ``train.py`` runs it after training; ``python -m bundlenet.evaluate`` runs it on a
+checkpoint (:mod:`bundlenet.cli.evaluate`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import hydra
 import numpy as np
 import torch
-from torch import Tensor
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import bootstrap
+from torch import Tensor
 
 from bundlenet.bundles.base import Bundle
-from bundlenet.cli import run_cli, user_error
-from bundlenet.errors import InputError
-from bundlenet.io import write_json
-from bundlenet.metrics import CloudMetrics, cloud_metrics
+from bundlenet.errors import InputError, user_error
+from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
 from bundlenet.models.base import BundleModel
 
-log = logging.getLogger("bundlenet.evaluate")
+log = logging.getLogger("bundlenet.evaluation.protocol")
 
 METRICS = CloudMetrics.names()
+FIBER_METRICS = (*METRICS, "precision", "coverage")
+# metrics whose floor is ≈ 0 by definition (or can be negative): no ratio to the floor
+_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "support")
 _NOT_APPLICABLE = "not applicable: the model is unconditional and cannot sample a fiber"
 
 
@@ -46,6 +45,7 @@ class Protocol:
         num_global: true and generated points of each global comparison.
         num_fibers: fibers per iteration (metrics averaged over fibers within an iteration).
         num_points: points per fiber, true and generated.
+        coverage_points: points of the dense true fiber sample behind the coverage metric.
         global_ot_points: W1/W2 of the global clouds use their first ``global_ot_points`` points
             (``None``: all); exact OT on 4000 points costs seconds per solve.
         seed: seed of the true samples and of the model's samples.
@@ -56,12 +56,13 @@ class Protocol:
     num_global: int = 4000
     num_fibers: int = 15
     num_points: int = 200
+    coverage_points: int = 2000
     global_ot_points: int | None = 1000
     seed: int = 12345
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "num_global", "num_fibers", "num_points"):
+        for name in ("iterations", "num_global", "num_fibers", "num_points", "coverage_points"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name.startswith("num") else 1):
                 least = 2 if name.startswith("num") else 1
@@ -74,7 +75,7 @@ class Protocol:
     @classmethod
     def from_config(cls, cfg: DictConfig | dict[str, Any]) -> Protocol:
         """The protocol from a config node; keys that are not protocol sizes are ignored."""
-        values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)) if isinstance(cfg, DictConfig) else dict(cfg)
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
         return cls(**known)
 
@@ -200,16 +201,30 @@ def _summarise(values: dict[str, dict[str, list[float]]], protocol: Protocol) ->
         name: MetricResult(
             Estimate.of(values["model"][name], protocol.confidence, protocol.seed),
             Estimate.of(values["noise_floor"][name], protocol.confidence, protocol.seed),
-            has_ratio=not name.startswith("kl"),
+            has_ratio=name not in _NO_RATIO,
         )
-        for name in METRICS
+        for name in values["model"]
     }
 
 
-def _record(store: dict[str, list[float]], metrics: CloudMetrics) -> None:
+def _record(store: dict[str, list[float]], metrics: dict[str, Tensor]) -> None:
     """Append each metric, averaged over a batch of clouds (NaN-safe), to ``store``."""
-    for name, value in metrics.items().items():
-        store[name].append(float(torch.nanmean(value.double())))
+    for name, value in metrics.items():
+        store.setdefault(name, []).append(float(torch.nanmean(value.double())))
+
+
+def fiber_shape_metrics(bundle: Bundle, base: Tensor, generated: Tensor, dense: Tensor) -> dict[str, Tensor]:
+    """Precision and coverage of generated fibers, in scaled units: ``[B]`` each.
+
+    * ``precision``: mean distance from each generated point ``generated [B, n, d_E]`` to the
+      true fiber over ``base [B, d_B]`` (:meth:`Bundle.distance_to_fiber`); 0 is perfect.
+    * ``coverage``: mean distance from each point of a dense true fiber sample ``dense [B, m, d_E]``
+      to the nearest generated point; large where part of the fiber is not drawn.
+    """
+    return {
+        "precision": bundle.distance_to_fiber(generated, base, units="scaled").mean(-1),
+        "coverage": mean_nearest_distance(dense, generated),
+    }
 
 
 def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None = None) -> Evaluation:
@@ -218,13 +233,15 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     Each iteration draws ``num_global`` true points twice (the second sample gives the noise
     floor) and ``num_global`` model samples (base points drawn like the training data), then
     ``num_fibers`` base points like the data, and over each ``num_points`` true fiber points
-    twice and ``num_points`` model fiber points; fiber metrics are averaged over fibers.
-    Unconditional models (``model.conditional`` false) get global metrics only. Clouds are
-    compared in the model's scaled units (``spec.to_scaled``: [0, 10] per column for the UCI
-    tables, as the authors; the identity for synthetic bundles), so no column dominates.
+    twice, ``num_points`` model fiber points and ``coverage_points`` dense true points; fiber
+    metrics are averaged over fibers. Fiber precision and coverage (:func:`fiber_shape_metrics`)
+    are measured for the model and, as their floor, for the second true sample. Unconditional
+    models (``model.conditional`` false) get global metrics only. Clouds are compared in the
+    model's scaled units (``spec.to_scaled``: [0, 10] per column for the UCI tables, as the
+    authors; the identity for synthetic bundles), so no column dominates.
     """
     protocol = protocol or Protocol()
-    if model.spec != bundle.spec:
+    if not model.spec.same_columns(bundle.spec):
         raise InputError(
             f"the model was trained on data {model.spec} but the evaluation data is {bundle.spec} "
             f"({type(bundle).__name__}); pass the data= the model was trained on"
@@ -232,24 +249,36 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(protocol.seed)
     model_gen = torch.Generator(device=model.device).manual_seed(protocol.seed + 1)
-    fresh = lambda: {who: {m: [] for m in METRICS} for who in ("model", "noise_floor")}  # noqa: E731
-    values = {"global": fresh(), "fiber": fresh()}
-    def scaled(points: Tensor) -> Tensor:
-        return model.spec.to_scaled(points.cpu().to(model.dtype), "total")
+    values: dict[str, dict[str, dict[str, list[float]]]] = {
+        scope: {"model": {}, "noise_floor": {}} for scope in ("global", "fiber")}
+
+    def scaled(points: Tensor, part: Literal["base", "total"] = "total") -> Tensor:
+        return model.spec.to_scaled(points.cpu().to(model.dtype), part)
+
+    def record(scope: str, true: Tensor, generated: Tensor, other: Tensor, **extra: dict[str, Tensor]) -> None:
+        for who, cloud in (("model", generated), ("noise_floor", other)):
+            metrics = cloud_metrics(true, cloud, protocol.ot_points if scope == "global" else None).items()
+            metrics.update(extra[who] if extra else {})
+            support = model.spec.support_share(model.spec.to_original(cloud, "total"))
+            if support is not None:
+                metrics["support"] = support
+            _record(values[scope][who], metrics)
 
     for it in range(protocol.iterations):
         true = scaled(bundle.sample_total(protocol.num_global, gen).total)
         other = scaled(bundle.sample_total(protocol.num_global, gen).total)
-        fake = scaled(model.sample(protocol.num_global, generator=model_gen))
-        _record(values["global"]["model"], cloud_metrics(true, fake, protocol.ot_points))
-        _record(values["global"]["noise_floor"], cloud_metrics(true, other, protocol.ot_points))
+        fake = scaled(cast(Tensor, model.sample(protocol.num_global, generator=model_gen)))  # without return_base
+        record("global", true, fake, other)
         if model.conditional:
             base = bundle.sample_total(protocol.num_fibers, gen).base
             true_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
             other_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
+            dense = scaled(bundle.sample_fiber(base, protocol.coverage_points, gen))
             fake_f = scaled(model.sample_fiber(base, protocol.num_points, generator=model_gen))
-            _record(values["fiber"]["model"], cloud_metrics(true_f, fake_f))
-            _record(values["fiber"]["noise_floor"], cloud_metrics(true_f, other_f))
+            base_s = scaled(base, "base")
+            record("fiber", true_f, fake_f, other_f,
+                   model=fiber_shape_metrics(bundle, base_s, fake_f, dense),
+                   noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense))
         log.info("evaluation iteration %d/%d done (%.1f s)", it + 1, protocol.iterations, time.perf_counter() - start)
     if not model.conditional:
         del values["fiber"]
@@ -278,38 +307,3 @@ def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:
     if not isinstance(bundle, Bundle):
         raise InputError(f"the data config builds {type(bundle).__name__}, not a bundle; pass data=<name> from conf/data")
     return bundle
-
-
-def evaluate(cfg: DictConfig) -> Evaluation:
-    """The evaluate command: load, evaluate, print the table, write the JSON."""
-    from bundlenet.checkpoint import load_model
-
-    protocol = Protocol.from_config(cfg.evaluation)
-    model = load_model(cfg.ckpt_path, map_location=cfg.device)
-    if cfg.get("data") is not None:
-        bundle = bundle_from_data_config(cfg.data)
-    elif model.data_config is not None:
-        bundle = bundle_from_data_config(model.data_config)
-    else:
-        raise InputError(f"checkpoint {cfg.ckpt_path} does not record its data; pass data=<name> (one of conf/data)")
-    log.info("evaluating %s on %s: %d iterations, %d global points, %d fibers x %d points",
-             type(model).__name__, type(bundle).__name__, protocol.iterations, protocol.num_global,
-             protocol.num_fibers, protocol.num_points)
-    result = evaluate_model(model, bundle, protocol)
-    payload = {"checkpoint": str(cfg.ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
-    write_json(Path(cfg.output), payload)
-    sys.stdout.write(result.table() + "\n")
-    ot = protocol.ot_points
-    if ot is not None:
-        sys.stdout.write(f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points" + "\n")
-    sys.stdout.write(f"evaluated in {result.seconds:.1f} s; wrote {cfg.output}" + "\n")
-    return result
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    run_cli(evaluate, cfg)
-
-
-if __name__ == "__main__":
-    main()

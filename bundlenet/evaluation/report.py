@@ -1,46 +1,64 @@
-"""Aggregate a multirun into Markdown tables: ``python -m bundlenet.report MULTIRUN_DIR``.
+"""Aggregate a multirun into Markdown tables (``python -m bundlenet.report MULTIRUN_DIR``).
 
 Every run directory under MULTIRUN_DIR that holds ``config.yaml`` and ``evaluation.json`` (both
-written by ``train.py``) becomes one row: its dataset, its model, and each metric's mean with
-its 95% bootstrap CI. Each dataset block starts with the noise floor (two true samples), the
-best a perfect generator can expect; the best model mean of each column is in bold. The tables
-are printed and written to ``MULTIRUN_DIR/report.md``.
+written by ``train.py``) becomes one row: its dataset, its model, every override that differs
+between the runs (a sweep's parameters, the seed), each metric's mean with its 95% bootstrap
+CI, and its run directory. Each dataset block starts with the noise floor (two true samples),
+the best a perfect generator can expect; the best model mean of each column is in bold.
+
+Runs with ``budgets.json`` (``experiment=compare``) also give the quality against training
+time: per data set, model and budget, the mean over seeds with a 95% t-interval, as a table and
+as the figure ``MULTIRUN_DIR/quality_vs_time.png``. The tables are printed and written to
+``MULTIRUN_DIR/report.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
-from bundlenet.cli import run_cli
 from bundlenet.errors import InputError
-from bundlenet.io import write_text
-from bundlenet.metrics import CloudMetrics
+from bundlenet.evaluation.metrics import CloudMetrics
 
-log = logging.getLogger("bundlenet.report")
+log = logging.getLogger("bundlenet.evaluation.report")
 
 LABELS = {"mmd": "MMD", "msmd": "MSMD", "kl_fwd": "KL-fwd", "kl_bwd": "KL-bwd", "w1": "W1", "w2": "W2"}
-MODEL_ORDER = ("bundlenet", "cflow", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
-DATA_ORDER = ("torus", "sliced_torus", "moebius")
+MODEL_ORDER = ("bundlenet", "bundlenet_paper", "cflow", "cfm", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
+DATA_ORDER = ("torus", "sliced_torus", "moebius", "wine", "airfoil", "csv")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One finished training run: its names, evaluation and training metrics."""
+    """One finished training run: its names, command-line overrides, evaluation, training
+    metrics and (``experiment=compare``) the evaluations at each training-time budget."""
 
     path: Path
     data: str
     model: str
     evaluation: dict[str, Any]
     metrics: dict[str, Any]
+    overrides: dict[str, str] = field(default_factory=dict)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _overrides(run_dir: Path) -> dict[str, str]:
+    """``key=value`` overrides of a run (Hydra's ``.hydra/overrides.yaml``), without the
+    ``data``/``model`` choices (their own columns) and Hydra's own keys."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    found = {}
+    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+        key, _, value = str(item).lstrip("+~").partition("=")
+        if key not in ("data", "model") and not key.startswith("hydra"):
+            found[key] = value
+    return found
 
 
 def _choice(run_dir: Path, config: dict[str, Any], group: str) -> str:
@@ -68,7 +86,7 @@ def find_runs(root: Path) -> list[Run]:
         if not evaluation_path.is_file():
             log.warning("skipping %s: no evaluation.json (unfinished run, or trainer.fast_dev_run)", run_dir)
             continue
-        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+        config = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(config_path), resolve=False))  # a run's config is a mapping
         metrics_path = run_dir / "metrics.json"
         runs.append(Run(
             path=run_dir,
@@ -76,6 +94,8 @@ def find_runs(root: Path) -> list[Run]:
             model=_choice(run_dir, config, "model"),
             evaluation=json.loads(evaluation_path.read_text()),
             metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+            overrides=_overrides(run_dir),
+            budgets=json.loads((run_dir / "budgets.json").read_text()) if (run_dir / "budgets.json").is_file() else [],
         ))
     if not runs:
         raise InputError(f"no finished runs under {root}: each run dir needs config.yaml and evaluation.json from train.py")
@@ -97,20 +117,34 @@ def _cell(estimate: dict[str, Any] | None, bold: bool = False) -> str:
     return text
 
 
-def scope_table(runs: list[Run], scope: str) -> str:
+def varying(runs: list[Run]) -> list[str]:
+    """Override keys whose values differ between runs (or that only some runs set)."""
+    keys = sorted({k for r in runs for k in r.overrides})
+    return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
+
+
+_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True), ("support", "in support", False))
+
+
+def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
     """One Markdown table of ``scope`` ('fiber' or 'global') metrics over all runs."""
     names = CloudMetrics.names()
-    header = ["data", "model", *[LABELS[n] for n in names], "W2 / floor", "train s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    swept = varying(runs)
+    extra = [(n, label, ratio) for n, label, ratio in _EXTRA
+             if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)]
+    header = ["data", "model", *swept, *[LABELS[n] for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|"]
     by_data: dict[str, list[Run]] = {}
     for run in runs:
         by_data.setdefault(run.data, []).append(run)
     for data in sorted(by_data, key=lambda d: _order(d, DATA_ORDER)):
-        group = sorted(by_data[data], key=lambda r: _order(r.model, MODEL_ORDER))
+        group = sorted(by_data[data], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept]))
         applicable = [r for r in group if isinstance(r.evaluation.get(scope), dict)]
         if applicable:
             floor = applicable[0].evaluation[scope]
-            lines.append("| " + " | ".join([data, "*noise floor*", *[_cell(floor[n]["noise_floor"]) for n in names], "1", ""]) + " |")
+            floor_extra = [("1" if ratio else "") for _, _, ratio in extra]
+            lines.append("| " + " | ".join([data, "*noise floor*", *[""] * len(swept), *[_cell(floor[n]["noise_floor"]) for n in names],
+                                            "1", *floor_extra, "", ""]) + " |")
         best = {}
         for n in names:
             means = [r.evaluation[scope][n]["model"]["mean"] for r in applicable]
@@ -121,44 +155,165 @@ def scope_table(runs: list[Run], scope: str) -> str:
             seconds = run.metrics.get("train_seconds")
             train = f"{seconds:.0f}" if isinstance(seconds, (int, float)) else ""
             if not isinstance(results, dict):
-                cells = ["n/a (unconditional)"] + [""] * len(names)
+                cells = ["n/a (unconditional)"] + [""] * (len(names) + len(extra))
             else:
                 cells = [_cell(results[n]["model"], bold=results[n]["model"]["mean"] == best[n] and len(applicable) > 1) for n in names]
-                floor_w2 = applicable[0].evaluation[scope]["w2"]["noise_floor"]["mean"]
-                mean_w2 = results["w2"]["model"]["mean"]
-                cells.append(f"{mean_w2 / floor_w2:.2f}" if mean_w2 is not None and floor_w2 else "")
-            lines.append("| " + " | ".join([data, run.model, *cells, train]) + " |")
+                cells.append(_ratio(results["w2"]))
+                for n, _, ratio in extra:
+                    cells.append("" if n not in results else _ratio(results[n]) if ratio else _cell(results[n]["model"]))
+            where = str(run.path.relative_to(root)) if root is not None and run.path.is_relative_to(root) else str(run.path)
+            lines.append("| " + " | ".join([data, run.model, *[run.overrides.get(k, "") for k in swept], *cells, train, where]) + " |")
     return "\n".join(lines)
 
 
+def _ratio(result: dict[str, Any]) -> str:
+    model, floor = result["model"]["mean"], result["noise_floor"]["mean"]
+    return f"{model / floor:.2f}" if model is not None and floor and math.isfinite(model) else ""
+
+
+# ----------------------------------------------------------------------------- quality against time
+TIME_METRICS = (("w2", "ratio", "fiber W2 / floor"), ("precision", "value", "precision (mean distance to the fiber)"),
+                ("coverage", "ratio", "coverage / floor"), ("support", "value", "share inside the support"))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Mean, 95% t-interval and range (lowest, highest) over seeds of one metric, per budget, for
+    one data set and model."""
+
+    data: str
+    model: str
+    metric: str
+    budgets: tuple[float, ...]
+    mean: tuple[float, ...]
+    half_width: tuple[float, ...]
+    seeds: int
+    steps: tuple[float, ...]
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+
+
+def time_curves(runs: list[Run]) -> list[Curve]:
+    """Quality against training time from the runs' ``budgets.json``, grouped by data set and
+    model (and any swept override other than the seed), averaged over seeds."""
+    import statistics
+
+    from scipy import stats
+
+    swept = [k for k in varying(runs) if k != "seed"]
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if run.budgets:
+            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in swept)
+            groups.setdefault((run.data, label), []).append(run)
+    curves = []
+    for (data, model), members in groups.items():
+        budgets = sorted({b["budget_s"] for r in members for b in r.budgets})
+        for metric, field_name, _ in TIME_METRICS:
+            means, halves, steps, lows, highs = [], [], [], [], []
+            for budget in budgets:
+                values = []
+                for r in members:
+                    entry = next((b for b in r.budgets if b["budget_s"] == budget), None)
+                    value = entry["fiber"].get(metric, {}).get(field_name) if entry and isinstance(entry["fiber"], dict) else None
+                    if entry is not None and value is not None and math.isfinite(value):  # a value comes with its entry
+                        values.append(float(value))
+                        steps.append(entry["step"])
+                if not values:
+                    break
+                means.append(statistics.fmean(values))
+                lows.append(min(values))
+                highs.append(max(values))
+                n = len(values)
+                halves.append(float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan"))
+            if len(means) == len(budgets):
+                curves.append(Curve(data, model, metric, tuple(budgets), tuple(means), tuple(halves), len(members),
+                                    tuple(statistics.fmean([b["step"] for r in members for b in r.budgets if b["budget_s"] == x]) for x in budgets),
+                                    tuple(lows), tuple(highs)))
+    return curves
+
+
+def time_table(curves: list[Curve]) -> str:
+    """Markdown: one row per data set, model and budget; mean ± 95% half-width over seeds."""
+    by_key: dict[tuple[str, str], dict[str, Curve]] = {}
+    for curve in curves:
+        by_key.setdefault((curve.data, curve.model), {})[curve.metric] = curve
+    metrics = [m for m in TIME_METRICS if any(m[0] in v for v in by_key.values())]
+    header = ["data", "model", "budget s", "steps", *[m[2] for m in metrics], "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for data, model in sorted(by_key, key=lambda k: (_order(k[0], DATA_ORDER), _order(k[1].split(" ")[0], MODEL_ORDER), k[1])):
+        row = by_key[(data, model)]
+        first = next(iter(row.values()))
+        for i, budget in enumerate(first.budgets):
+            cells = []
+            for m in metrics:
+                c = row.get(m[0])
+                if c is None:
+                    cells.append("")
+                else:
+                    half = c.half_width[i]
+                    cells.append(f"{c.mean[i]:.3g}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+            lines.append("| " + " | ".join([data, model, f"{budget:g}", f"{first.steps[i]:.0f}", *cells, str(first.seeds)]) + " |")
+    return "\n".join(lines)
+
+
+def plot_time_curves(path: Path, curves: list[Curve]) -> None:
+    """``quality_vs_time.png``: one column per data set, one row per metric, a line per model
+    (the mean over seeds) with bars spanning the lowest and highest seed."""
+    from bundlenet.evaluation.plotting import plt, save_figure
+
+    datas = sorted({c.data for c in curves}, key=lambda d: _order(d, DATA_ORDER))
+    metrics = [m for m in TIME_METRICS if any(c.metric == m[0] for c in curves)]
+    fig, axes = plt.subplots(len(metrics), len(datas), figsize=(3.2 * len(datas), 2.6 * len(metrics)), squeeze=False)
+    for j, data in enumerate(datas):
+        for i, (metric, _, label) in enumerate(metrics):
+            ax = axes[i][j]
+            drawn = sorted((c for c in curves if c.data == data and c.metric == metric), key=lambda c: _order(c.model, MODEL_ORDER))
+            if not drawn:
+                ax.axis("off")
+                continue
+            for c in drawn:
+                below = [m - lo for m, lo in zip(c.mean, c.low)] if c.low else None
+                above = [hi - m for m, hi in zip(c.mean, c.high)] if c.high else None
+                ax.errorbar(c.budgets, c.mean, yerr=None if below is None else [below, above], marker="o", capsize=3,
+                            label=c.model)
+            ax.set_xscale("log")
+            ax.set_xticks(drawn[0].budgets, [f"{b:g}" for b in drawn[0].budgets])
+            ax.minorticks_off()
+            if i == 0:
+                ax.set_title(data)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if i == len(metrics) - 1 or not any(c.data == data and c.metric == metrics[i + 1][0] for c in curves):
+                ax.set_xlabel("training seconds (1 thread)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("mean over seeds; bars: lowest to highest seed", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def build_report(root: Path) -> str:
-    """The Markdown report of the multirun at ``root``."""
+    """The Markdown report of the multirun at ``root`` (and ``quality_vs_time.png`` when its runs
+    were evaluated at training-time budgets)."""
     runs = find_runs(root)
     protocol = runs[0].evaluation.get("protocol", {})
     sizes = (f"{protocol.get('iterations')} iterations; fibers: {protocol.get('num_fibers')} × {protocol.get('num_points')} "
              f"points; global: {protocol.get('num_global')} points (W1/W2 on the first {protocol.get('global_ot_points') or 'all'})")
-    return "\n".join([
-        f"Fiber-wise metrics (mean [95% bootstrap CI] over {sizes}; lower is better, best model in bold):",
+    parts = [
+        f"Fiber-wise metrics (mean [95% bootstrap CI] over {sizes}; lower is better, best model in bold; "
+        "precision: mean distance from a sample to the true fiber; coverage: mean distance from the true fiber to the "
+        "nearest sample, over its value for an exact sample):",
         "",
-        scope_table(runs, "fiber"),
+        scope_table(runs, "fiber", root),
         "",
         "Global metrics:",
         "",
-        scope_table(runs, "global"),
+        scope_table(runs, "global", root),
         "",
-    ])
-
-
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m bundlenet.report", description=__doc__.splitlines()[0])
-    parser.add_argument("multirun_dir", type=Path, help="hydra.sweep.dir of a train.py -m run")
-    args = parser.parse_args(argv)
-    report = build_report(args.multirun_dir)
-    write_text(args.multirun_dir / "report.md", report)
-    sys.stdout.write(report + "\n")
-    return report
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_cli(main)
+    ]
+    curves = time_curves(runs)
+    if curves:
+        plot_time_curves(root / "quality_vs_time.png", curves)
+        parts += ["Quality against training time (mean ± 95% t-interval over seeds; figure: quality_vs_time.png):", "",
+                  time_table(curves), ""]
+    return "\n".join(parts)

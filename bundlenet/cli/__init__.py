@@ -1,0 +1,1 @@
+"""The command lines: train, sample, evaluate, report, benchmark (each also a console script)."""

@@ -1,0 +1,1 @@
+"""Evaluation: fiber-wise metrics, the protocol with noise floors, reports and figures."""
