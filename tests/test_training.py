@@ -99,3 +99,13 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     fibers = model.sample_fiber(base[:3], 50, seed=0)
     assert fibers.dtype == torch.float32 and bool(torch.isfinite(fibers).all())
+
+
+def test_validation_logs_fiber_precision_and_coverage(tmp_path) -> None:
+    model, dm = make_torus_model(num_train=200)
+    model.fit_data(*dm.train_tensors())
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    for key in ("val/fiber_w2", "val/fiber_precision", "val/fiber_coverage"):
+        assert key in metrics and 0 < metrics[key] < 100, key

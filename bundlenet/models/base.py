@@ -256,6 +256,11 @@ class BundleModel(pl.LightningModule, ABC):
         ratio = (w2 / floor.float().cpu()).mean()
         self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
         self.log("val/fiber_w2_ratio", ratio, prog_bar=True, batch_size=base.shape[0], sync_dist=True)
+        # precision and coverage against the validation fiber sample (nearest of its points; the
+        # final evaluation measures them against the exact fiber)
+        nearest = torch.cdist(gen.float().cpu(), fibers.float().cpu())
+        self.log("val/fiber_precision", nearest.min(dim=2).values.mean(), batch_size=base.shape[0], sync_dist=True)
+        self.log("val/fiber_coverage", nearest.min(dim=1).values.mean(), batch_size=base.shape[0], sync_dist=True)
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
