@@ -61,6 +61,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_step(path: str | os.PathLike[str]) -> int:
+    """The global step a checkpoint was saved at, read without loading its tensors (mmap)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
 def check_version(written_by: str, path: str | os.PathLike[str]) -> None:
     """Refuse checkpoints of another release series (major, and minor while major is 0)."""
     from bundlenet import __version__

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from bundlenet.callbacks import MetricHistory, PlainProgress
+from bundlenet.checkpoint import checkpoint_step
 from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
 from bundlenet.errors import InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_latent
@@ -100,7 +101,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     for optimizer in trainer.optimizers:
         optimizer.state.clear()
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
-    ckpt_step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]) if ckpt else None
+    ckpt_step = checkpoint_step(ckpt) if ckpt else None
     steps = trainer.global_step or (ckpt_step or 0)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
@@ -145,7 +146,7 @@ def evaluate_budgets(cfg: DictConfig, datamodule: Any, out: Path, final: dict[st
         path = Path(budget_cb.dirpath) / f"budget_{budget:g}s.ckpt"
         if path.is_file():
             model = load_model(path)
-            step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+            step = checkpoint_step(path)
             fiber = summarize(evaluate_model(model, datamodule.bundle, protocol).to_dict()["fiber"])
         else:  # training ended before this budget: the final model
             step, fiber, path = final["steps"], final["fiber"], Path(str(final.get("checkpoint")))

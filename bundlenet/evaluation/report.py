@@ -210,7 +210,7 @@ def time_curves(runs: list[Run]) -> list[Curve]:
     for (data, model), members in groups.items():
         budgets = sorted({b["budget_s"] for r in members for b in r.budgets})
         for metric, field_name, _ in TIME_METRICS:
-            means, halves, steps, lows, highs = [], [], [], [], []
+            means, halves, lows, highs = [], [], [], []
             for budget in budgets:
                 values = []
                 for r in members:
@@ -218,7 +218,6 @@ def time_curves(runs: list[Run]) -> list[Curve]:
                     value = entry["fiber"].get(metric, {}).get(field_name) if entry and isinstance(entry["fiber"], dict) else None
                     if entry is not None and value is not None and math.isfinite(value):  # a value comes with its entry
                         values.append(float(value))
-                        steps.append(entry["step"])
                 if not values:
                     break
                 means.append(statistics.fmean(values))

@@ -251,14 +251,14 @@ class BundleModel(pl.LightningModule, ABC):
         """``batch = (base [P, d_B], true fibers [P, n, d_E], W2 floor [P])`` in scaled units."""
         base, fibers, floor = batch
         gen = self._generate_eval(base.repeat_interleave(fibers.shape[1], dim=0), self._generator(batch_idx, None))
-        gen = gen.reshape(fibers.shape)
-        w2 = wasserstein(gen.float().cpu(), fibers.float().cpu())
+        gen, fibers = gen.reshape(fibers.shape).float().cpu(), fibers.float().cpu()
+        w2 = wasserstein(gen, fibers)
         ratio = (w2 / floor.float().cpu()).mean()
         self.log("val/fiber_w2", w2.mean(), prog_bar=True, batch_size=base.shape[0], sync_dist=True)
         self.log("val/fiber_w2_ratio", ratio, prog_bar=True, batch_size=base.shape[0], sync_dist=True)
         # precision and coverage against the validation fiber sample (nearest of its points; the
         # final evaluation measures them against the exact fiber)
-        nearest = torch.cdist(gen.float().cpu(), fibers.float().cpu())
+        nearest = torch.cdist(gen, fibers)
         self.log("val/fiber_precision", nearest.min(dim=2).values.mean(), batch_size=base.shape[0], sync_dist=True)
         self.log("val/fiber_coverage", nearest.min(dim=1).values.mean(), batch_size=base.shape[0], sync_dist=True)
 
