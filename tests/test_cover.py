@@ -63,3 +63,20 @@ def test_distances_to_the_centres_are_computed_in_blocks() -> None:
     assert torch.equal(topk, d.topk(3, dim=1, largest=False).indices)
     torch.testing.assert_close(per_query(base, cover.centres, lambda x: x.min(1).values, block=7), d.min(1).values)
     assert torch.equal(cover.assign(base), d.argmin(1)) and cover.assign(base[:0]).shape == (0,)
+
+
+def test_partition_of_unity_blends_a_continuous_base_but_not_classes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    continuous = torch.rand(2000, 1, generator=gen) * 10
+    cover = Cover(10, 1)
+    cover.fit(continuous)
+    gaps = torch.cdist(cover.centres, cover.centres).fill_diagonal_(float("inf")).min(1).values
+    assert torch.isclose(cover.bandwidth, gaps.median())  # overlap 1: one centre spacing
+    mixed = cover.weights(continuous[:200]).max(1).values
+    assert mixed.min() < 0.9  # neighbouring charts are mixed near their boundary
+    classes = torch.randint(0, 10, (2000, 1), generator=gen).double()
+    cover = Cover(10, 1).double()
+    cover.fit(classes)
+    assert float(cover.bandwidth) < 1e-3
+    weights = cover.weights(classes)
+    assert torch.equal(weights.argmax(1), cover.assign(classes)) and bool((weights.max(1).values > 1 - 1e-9).all())

@@ -77,9 +77,15 @@ class Cover(nn.Module):
 
     .. math:: w_k(y) = \frac{\exp(-|y - c_k|^2 / 2h^2)}{\sum_j \exp(-|y - c_j|^2 / 2h^2)},
 
-    with the bandwidth h = ``overlap`` × the median distance from a centre to its nearest other
-    centre (a buffer set by :meth:`fit`).
+    with the bandwidth h = ``overlap`` × min(g, ``SPREAD_FACTOR`` · r) (a buffer set by
+    :meth:`fit`): g is the median distance from a centre to its nearest other centre, r the
+    median over neighbourhoods of the root-mean-square distance of their training points to their
+    centre. For a continuous base r is a fraction of g and h = ``overlap`` · g; where each
+    neighbourhood is one base value (a class, a few levels of a setting) r = 0 and the partition
+    is the neighbourhoods themselves, so unrelated values are never blended.
     """
+
+    SPREAD_FACTOR = 4.0
 
     centres: Tensor
     bandwidth: Tensor
@@ -115,10 +121,15 @@ class Cover(nn.Module):
             warnings.simplefilter("ignore")
             kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(sample.double().cpu().numpy())
         self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
+        labels = self.assign(base.to(self.centres))
+        sizes = torch.bincount(labels, minlength=self.num_nbhds)
         if self.num_nbhds > 1:
             gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
-            self.bandwidth.fill_(float(overlap * gaps.median().clamp_min(1e-6)))
-        sizes = torch.bincount(self.assign(base.to(self.centres)), minlength=self.num_nbhds)
+            square = (base.to(self.centres) - self.centres[labels]).pow(2).sum(1)
+            radius = (torch.zeros(self.num_nbhds, dtype=square.dtype, device=square.device).index_add_(0, labels, square)
+                      / sizes.clamp_min(1)).sqrt()
+            width = torch.minimum(gaps.median(), self.SPREAD_FACTOR * radius[sizes > 0].median())
+            self.bandwidth.fill_(float(overlap * width.clamp_min(1e-6)))
         small = (sizes < 2).nonzero().squeeze(1).tolist()
         if small:
             rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)

@@ -20,18 +20,28 @@ class NeighbourhoodCGAN(GANBaseline):
 
     :math:`c_k` is the centre of the neighbourhood of y in a k-means cover of the training base
     points (K = ``num_nbhds``, as BundleNet's), hats are standardised. The condition tells the
-    generator both where it is and which chart of the cover it is in.
+    generator both where it is and which chart of the cover it is in. ``num_nbhds=None`` takes
+    the authors' 25, or every distinct base value of the training data where there are fewer
+    (e.g. 10 classes).
     """
 
-    def __init__(self, spec: Any, num_nbhds: int = 25, cover_seed: int = 0, **kwargs: Any) -> None:
-        if int(num_nbhds) < 1:
-            raise InputError(f"model.num_nbhds must be a positive integer, got {num_nbhds}")
+    AUTHORS_NBHDS = 25
+
+    def __init__(self, spec: Any, num_nbhds: int | None = None, cover_seed: int = 0, **kwargs: Any) -> None:
+        if num_nbhds is not None and int(num_nbhds) < 1:
+            raise InputError(f"model.num_nbhds must be a positive integer or null, got {num_nbhds}")
         super().__init__(spec, **kwargs)
-        self.num_nbhds = int(num_nbhds)
+        self.num_nbhds = int(num_nbhds or self.AUTHORS_NBHDS)
         self.cover = Cover(self.num_nbhds, self.spec.base_dim)
         self.cover_seed = int(cover_seed)
 
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
+        if self.hparams.get("num_nbhds") is None:
+            k = min(self.AUTHORS_NBHDS, torch.unique(base[:100_000], dim=0).shape[0])
+            if k != self.num_nbhds:
+                self.num_nbhds = k
+                self.cover = Cover(k, self.spec.base_dim).to(base)
+            self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
         sizes = self.cover.fit(base, seed=self.cover_seed)
         log.info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
 

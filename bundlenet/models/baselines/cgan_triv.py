@@ -21,7 +21,7 @@ class TrivializedCGAN(NeighbourhoodCGAN):
     critic compares real and generated points within a local trivialization, as in BundleNet.
     """
 
-    def __init__(self, spec: Any, num_nbhds: int = 25, nbhds_per_step: int = 5, **kwargs: Any) -> None:
+    def __init__(self, spec: Any, num_nbhds: int | None = None, nbhds_per_step: int = 5, **kwargs: Any) -> None:
         if int(nbhds_per_step) < 1:
             raise InputError(f"model.nbhds_per_step must be a positive integer, got {nbhds_per_step}")
         super().__init__(spec, num_nbhds=num_nbhds, **kwargs)
