@@ -56,7 +56,7 @@ def test_explicit_total_columns_scaling_and_nan_drop(tmp_path: Path) -> None:
          "2 row(s) of {path} have missing values in the chosen columns (lines [4, 10], first in ['pressure']); fill them in or set data.nan_policy=drop"),
         (lambda p: p.write_text("x,y\n" + "".join(f"{i},5\n" for i in range(10))) or p, {"base_columns": ["y"]},
          "column 'y' is constant (every row is 5), so minmax10 scaling would divide by zero"),
-        (write_table, {"scaling": "log"}, "data.scaling must be one of minmax10, standard, none"),
+        (write_table, {"scaling": "log"}, "data.scaling must be one of minmax10, minmax10_shared, standard, none"),
         (write_table, {"nan_policy": "fill"}, "data.nan_policy must be error or drop"),
     ],
 )

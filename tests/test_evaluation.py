@@ -206,3 +206,20 @@ def test_evaluate_cli_rejects_other_data_in_one_line(tmp_path: Path, trained) ->
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "data=" in lines[0], proc.stderr
+
+
+def test_report_gives_a_swept_data_option_its_own_floor_row(tmp_path: Path) -> None:
+    """``data=digits data.base=label,ink``: two data sets with different floors, not one."""
+    from bundlenet.evaluation.metrics import CloudMetrics
+    from bundlenet.evaluation.report import Run, scope_table
+
+    def evaluation(floor: float) -> dict[str, object]:
+        result = {"model": {"mean": 2 * floor, "low": None, "high": None}, "noise_floor": {"mean": floor, "low": None, "high": None}}
+        return {"fiber": dict.fromkeys(CloudMetrics.names(), result)}
+
+    runs = [Run(tmp_path / f"{base}{model}", "digits", model, evaluation(floor), {}, {"data.base": base})
+            for base, floor in (("label", 1.0), ("ink", 7.0)) for model in ("bundlenet", "cflow")]
+    floors = [line for line in scope_table(runs, "fiber").splitlines() if "*noise floor*" in line]
+    assert len(floors) == 2
+    assert floors[0].startswith("| digits data.base=ink |") and "| 7 |" in floors[0]
+    assert floors[1].startswith("| digits data.base=label |") and "| 1 |" in floors[1]

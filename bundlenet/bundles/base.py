@@ -118,6 +118,8 @@ class BundleSpec:
             continuous columns: the synthetic bundles).
         source: the kind of bundle the data came from (a synthetic bundle's class name), or
             ``None`` (tables, which their names and scalings identify).
+        image_shape: ``(height, width)`` when the total columns are the pixels of an image, row
+            by row (the sample CLI then writes image grids); ``None`` otherwise.
     """
 
     base_names: tuple[str, ...]
@@ -130,8 +132,11 @@ class BundleSpec:
     fiber_span: int | None = None
     total_support: tuple[ColumnSupport, ...] | None = None
     source: str | None = None
+    image_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.image_shape is not None and self.image_shape[0] * self.image_shape[1] != self.total_dim:
+            raise InputError(f"spec image_shape {tuple(self.image_shape)} does not hold the {self.total_dim} total columns")
         if self.total_support is not None and len(self.total_support) != self.total_dim:
             raise InputError(f"spec total_support has {len(self.total_support)} columns for {self.total_dim} total columns")
         for part, dim in (("base", self.base_dim), ("total", self.total_dim)):
@@ -213,6 +218,8 @@ class BundleSpec:
             d["total_support"] = [s.to_dict() for s in self.total_support]
         if self.source is not None:
             d["source"] = self.source
+        if self.image_shape is not None:
+            d["image_shape"] = [int(v) for v in self.image_shape]
         return d
 
     @classmethod
@@ -228,6 +235,7 @@ class BundleSpec:
             fiber_span=None if spec.get("fiber_span") is None else int(spec["fiber_span"]),
             total_support=None if support is None else tuple(ColumnSupport.coerce(c) for c in support),
             source=None if spec.get("source") is None else str(spec["source"]),
+            image_shape=None if spec.get("image_shape") is None else (int(spec["image_shape"][0]), int(spec["image_shape"][1])),
             **scaling,
         )
 
@@ -299,6 +307,20 @@ class Bundle(ABC):
         check_units(units)
         dense = self.sample_fiber(base, DENSE_FIBER_POINTS, generator)
         return nearest_neighbour_distance(total, dense.to(total))
+
+    def sample_fiber_floor(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """A second true sample of each fiber, independent of :meth:`sample_fiber`'s: the noise
+        floor of the fiber metrics (``[B, num_samples, d_E]``). The default draws the fiber again;
+        bundles whose fibers are finite sets of held-out points draw from other points."""
+        return self.sample_fiber(base, num_samples, generator)
+
+    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
+                     reference: Tensor | None = None) -> dict[str, Tensor]:
+        """Data-specific quality scores of fibers ``total [B, n, d_E]`` drawn over ``base [B, d_B]``,
+        ``[B]`` each, reported beside the fiber metrics (e.g. a classifier's accuracy on images);
+        ``reference [B, m, d_E]``: true points of the same fibers, when a score compares with
+        them. None by default."""
+        return {}
 
 
 def check_points(points: object, dim: int, what: str, names: tuple[str, ...] | list[str] = ()) -> Tensor:

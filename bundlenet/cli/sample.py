@@ -4,12 +4,16 @@ Writes a CSV whose header is the base column names then the total-space column n
 per sample, ``len(base_points) × num_samples`` rows. ``units=original`` (default):
 base points are given, and samples written, in the units of the training data's file;
 ``units=scaled``: in the model's scaled units (e.g. [0, 10] after min-max scaling).
+``format=png`` (models trained on images, e.g. ``data=digits``) also writes one grid of the
+generated images per base point next to the CSV: ``fibers_0.png``, ``fibers_1.png``, ... for
+``output=fibers.csv``.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +60,42 @@ def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_na
         writer.writerows([[f"{v:.7g}" for v in row] for row in rows.tolist()])
 
 
+def image_paths(output: Path, count: int) -> list[Path]:
+    """The image grids of ``format=png`` beside ``output``: ``<stem>_<i>.png``, one per base point."""
+    return [output.with_name(f"{output.stem}_{i}.png") for i in range(count)]
+
+
+def write_image_grids(output: Path, base: torch.Tensor, samples: torch.Tensor, names: tuple[str, ...],
+                      image_shape: tuple[int, int], vmax: float) -> list[Path]:
+    """One PNG grid of the images ``samples [B, n, H·W]`` per base point (display clipped to [0, vmax])."""
+    from bundlenet.evaluation.plotting import image_grid, plt, save_figure
+
+    paths = image_paths(output, base.shape[0])
+    columns = max(1, math.ceil(math.sqrt(samples.shape[1])))
+    for path, point, images in zip(paths, base.tolist(), samples):
+        fig, ax = plt.subplots(figsize=(0.5 * columns + 0.5, 0.5 * math.ceil(samples.shape[1] / columns) + 0.6))
+        image_grid(ax, images, image_shape, columns, vmax)
+        ax.set_title(", ".join(f"{n}={v:.4g}" for n, v in zip(names, point)), fontsize=9)
+        save_figure(fig, path, dpi=100)
+    return paths
+
+
 def sample(cfg: DictConfig) -> Path:
     """Run the sample command; return the written file."""
     output = Path(cfg.output)
     if output.exists() and not cfg.overwrite:
         raise InputError(f"output {output} exists; choose another output= or pass overwrite=true")
+    fmt = cfg.get("format", "csv")
+    if fmt not in ("csv", "png"):
+        raise InputError(f"format must be csv or png (png: image grids as well, for models trained on images), got {fmt!r}")
     num = cfg.num_samples
     if not isinstance(num, int) or num <= 0:
         raise InputError(f"num_samples must be a positive integer, got {num}")
     model = load_model(cfg.ckpt_path, map_location=cfg.device)
+    image_shape = model.spec.image_shape
+    if fmt == "png" and image_shape is None:
+        raise InputError(f"format=png needs a model trained on images (e.g. data=digits); this one was trained on the "
+                         f"columns {', '.join(model.spec.total_names[:6])}...; use format=csv")
     names = model.spec.base_names
     if (cfg.base_points is None) == (cfg.base_points_file is None):
         raise InputError("give exactly one of base_points='[[...]]' or base_points_file=FILE.csv")
@@ -79,9 +110,18 @@ def sample(cfg: DictConfig) -> Path:
         base = read_base_points(cfg.base_points_file, names)
     units = cfg.get("units", "original")
     base = check_points(base, len(names), "base point", names)
+    if fmt == "png" and not cfg.overwrite:
+        existing = [p for p in image_paths(output, base.shape[0]) if p.exists()]
+        if existing:
+            raise InputError(f"image {existing[0]} exists; choose another output= or pass overwrite=true")
     samples = model.sample_fiber(base, num, seed=cfg.seed, units=units)
     write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
+    if fmt == "png" and image_shape is not None:
+        pixels = samples if units == "original" else model.spec.to_original(samples, "total")
+        vmax = max((s.upper for s in model.spec.total_support or () if s.upper is not None), default=float(pixels.max()))
+        paths = write_image_grids(output, base.cpu(), pixels.cpu(), names, image_shape, vmax)
+        log.info("wrote %d image grid(s): %s ... %s", len(paths), paths[0], paths[-1])
     return output
 
 

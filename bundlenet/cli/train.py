@@ -21,7 +21,7 @@ from bundlenet.callbacks import MetricHistory, PlainProgress
 from bundlenet.checkpoint import checkpoint_step
 from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
 from bundlenet.errors import InputError
-from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_latent
+from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import run_lock, write_json, write_text
 
@@ -225,8 +225,13 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
     if model.conditional:
         gen = torch.Generator().manual_seed(protocol.seed)
         base = bundle.sample_total(cfg.evaluation.plot_fibers, gen).base
-        plot_fibers(out / "fibers.png", base, bundle.sample_fiber(base, protocol.num_points, gen),
-                    model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu(), bundle.total_names, bundle.base_names)
+        true = bundle.sample_fiber(base, protocol.num_points, gen)
+        generated = model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu()
+        image_shape = getattr(bundle, "image_shape", None)
+        if image_shape is not None:
+            plot_image_fibers(out / "fibers.png", base, true, generated, image_shape, bundle.base_names)
+        else:
+            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names)
     else:
         log.info("no fibers.png: %s is unconditional", type(model).__name__)
     if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points

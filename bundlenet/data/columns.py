@@ -35,8 +35,8 @@ def infer_supports(
         bounds: ``{column: [lower, upper]}`` stated by the user; either side may be ``None``.
             A stated bound the data violates is an error naming the column and the row value.
         discrete: ``auto`` (a column with at most ``max_discrete_values`` distinct values, each
-            seen ≥ 5 times on average, is discrete), or the list of discrete columns (``[]``:
-            none).
+            seen ≥ 5 times on average, is discrete, and so is a column with one value), or the
+            list of discrete columns (``[]``: none).
         min_atom_share: a bound value that holds at least this share of a continuous column's
             rows (e.g. exact zeros) is a point mass.
         nonnegative: a column without a stated lower bound whose values are all ≥ 0 gets the
@@ -65,7 +65,9 @@ def infer_supports(
             is_discrete = distinct.numel() <= max_discrete_values and column.numel() >= 5 * distinct.numel()
         else:
             is_discrete = name in stated
-        if is_discrete and distinct.numel() >= 2:
+        if (is_discrete and distinct.numel() >= 2) or (distinct.numel() == 1 and stated is None):
+            # a discrete column, or one that never varies (a border pixel that is always 0): samples
+            # take the values seen, exactly
             supports.append(ColumnSupport(lower, upper, values=tuple(distinct.tolist())))
             continue
         atoms = tuple(

@@ -53,7 +53,9 @@ class BundleDataModule(pl.LightningDataModule):
     """Points of a :class:`Bundle` for training, and true fibers for validation.
 
     Training batches are ``(total [b, d_E], base [b, d_B])``. ``batch_size="auto"`` takes the
-    whole training set each step up to ``MAX_FULL_BATCH`` points and batches of that size beyond;
+    whole training set each step up to ``MAX_FULL_BATCH`` points and batches of that size beyond,
+    and at most ``MAX_BATCH_VALUES`` numbers per batch (``MAX_BATCH_VALUES / d_E`` points, at
+    least ``MIN_AUTO_BATCH``): a step of 64-pixel images costs what a step of a small table does;
     an epoch is ``steps_per_epoch`` shuffled batches (``"auto"``: one pass over the data). The
     validation batch holds ``num_val_fibers`` base points, ``val_fiber_points`` exact fiber points
     over each, and the W2 noise floor (W2 between two independent exact samples) of each fiber.
@@ -74,6 +76,8 @@ class BundleDataModule(pl.LightningDataModule):
     """
 
     MAX_FULL_BATCH = 2048
+    MAX_BATCH_VALUES = 32768
+    MIN_AUTO_BATCH = 256
 
     def __init__(
         self,
@@ -156,7 +160,8 @@ class BundleDataModule(pl.LightningDataModule):
         if self.batch_size is None:
             size = n
         elif self.batch_size == "auto":
-            size = min(n, self.MAX_FULL_BATCH)
+            wide = max(self.MIN_AUTO_BATCH, self.MAX_BATCH_VALUES // self.bundle.total_dim)
+            size = min(n, self.MAX_FULL_BATCH, wide)
         else:
             size = min(int(self.batch_size), n)
         steps = math.ceil(n / size) if self.steps_per_epoch == "auto" else int(self.steps_per_epoch)

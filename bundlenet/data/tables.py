@@ -5,7 +5,8 @@ only where the points come from differs: training points are the rows of the tab
 training split (scaled units), validation fibers are the table's empirical fibers. The
 functions :func:`wine_data`, :func:`airfoil_data` and :func:`csv_data` are the Hydra targets of
 ``conf/data/{wine,airfoil,csv}.yaml``; their keys are the datamodule's options plus the
-table's (``root``/``path``, columns, scaling, split, fiber rule).
+table's (``root``/``path``, columns, scaling, split, fiber rule). :func:`digits_data` is that of
+``conf/data/digits.yaml`` (images, :mod:`bundlenet.data.images`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from bundlenet.data.csv_table import NanPolicy, csv_bundle
 from bundlenet.data.datamodule import BundleDataModule
+from bundlenet.data.images import DigitsBase, DigitsBundle
 from bundlenet.data.tabular import TabularBundle
 from bundlenet.data.uci import airfoil, wine
 from bundlenet.errors import InputError
@@ -70,7 +72,7 @@ class TabularDataModule(BundleDataModule):
         self.train = (total, base)
         val_base = self.bundle.sample_total(self.num_val_fibers, gen, units="scaled").base
         fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen, units="scaled")
-        other = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen, units="scaled")
+        other = self.bundle.sample_fiber_floor(val_base, self.val_fiber_points, gen, units="scaled")
         floor = wasserstein(fibers, other)
         self.val = (val_base, fibers, floor)
         log.info("data: %d training rows; validation W2 noise floor %.4f (scaled units)", self.num_train, float(floor.mean()))
@@ -102,3 +104,9 @@ def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan
     """``data=csv``: :func:`bundlenet.data.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
     table, module = _split(options)
     return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, **table), **module)
+
+
+def digits_data(base: DigitsBase = "label", **options: Any) -> TabularDataModule:
+    """``data=digits``: :class:`bundlenet.data.images.DigitsBundle` in a :class:`TabularDataModule`."""
+    table, module = _split(options)
+    return TabularDataModule(DigitsBundle(base, **table), **module)

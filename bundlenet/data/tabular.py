@@ -11,13 +11,14 @@ Unlike the synthetic bundles, the fibers of a table are only known through its r
 
 Fiber samples are drawn uniformly with replacement from these rows, as in the authors'
 evaluation. Columns are scaled per column (``minmax10``: ``10·(x − min)/(max − min)``, the
-authors' preprocessing; ``standard``: ``(x − mean)/std``; ``none``) with statistics of all
-rows; the scaling is part of :attr:`spec`, so a trained model converts units itself. The
+authors' preprocessing; ``standard``: ``(x − mean)/std``; ``minmax10_shared``: one min and max
+for all columns, e.g. the pixels of images; ``none``) with statistics of all rows; the scaling is part of :attr:`spec`, so a trained model converts units itself. The
 public methods take and return *original* units by default, like the models'.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from bundlenet.evaluation.metrics import nearest_neighbour_distance, pairwise_di
 
 log = logging.getLogger(__name__)
 
-Scaling = Literal["minmax10", "standard", "none"]
+Scaling = Literal["minmax10", "minmax10_shared", "standard", "none"]
 FiberRule = Literal["auto", "exact", "nearest"]
 FiberSource = Literal["all", "test"]
 
@@ -44,6 +45,7 @@ def column_scaling(values: Tensor, names: Sequence[str], method: Scaling) -> tup
     """Per-column ``(offset, scale)`` with ``scaled = (x − offset) / scale`` for ``values [N, d]``.
 
     ``minmax10``: offset = min, scale = (max − min)/10 (columns span [0, 10]);
+    ``minmax10_shared``: the same with the min and max over all columns (one scale: pixels);
     ``standard``: offset = mean, scale = standard deviation; ``none``: 0 and 1.
 
     Raises:
@@ -52,6 +54,11 @@ def column_scaling(values: Tensor, names: Sequence[str], method: Scaling) -> tup
     values = values.double()
     if method == "none":
         return torch.zeros(values.shape[1], dtype=values.dtype), torch.ones(values.shape[1], dtype=values.dtype)
+    if method == "minmax10_shared":
+        low, high = values.min(), values.max()
+        if not high > low:
+            raise InputError(f"every value of every column is {float(low):g}, so {method} scaling would divide by zero")
+        return low.expand(values.shape[1]).clone(), ((high - low) / 10).expand(values.shape[1]).clone()
     if method == "minmax10":
         offset = values.min(0).values
         scale = (values.max(0).values - offset) / 10
@@ -59,7 +66,7 @@ def column_scaling(values: Tensor, names: Sequence[str], method: Scaling) -> tup
         offset = values.mean(0)
         scale = values.std(0, unbiased=False)
     else:
-        raise InputError(f"data.scaling must be one of minmax10, standard, none; got {method!r}")
+        raise InputError(f"data.scaling must be one of minmax10, minmax10_shared, standard, none; got {method!r}")
     constant = (scale <= 0).nonzero().squeeze(1).tolist()
     if constant:
         j = constant[0]
@@ -85,11 +92,14 @@ def split_rows(num_rows: int, train_fraction: float, seed: int) -> tuple[Tensor,
 class TabularBundle(Bundle):
     """A table as a bundle with empirical fibers (see the module docstring).
 
+    ``image_shape`` is ``(height, width)`` for tables whose columns are the pixels of images
+    (:class:`~bundlenet.data.images.DigitsBundle`), else ``None``.
+
     Args:
         total: ``[N, d_E]`` input columns, original units.
         base: ``[N, d_B]`` output columns, original units.
         total_names, base_names: column names (written by the sample CLI).
-        scaling: ``minmax10`` (the authors'), ``standard`` or ``none``.
+        scaling: ``minmax10`` (the authors'), ``minmax10_shared``, ``standard`` or ``none``.
         train_fraction, split_seed: the seeded train/test split.
         fibers: ``exact``, ``nearest``, or ``auto`` (exact when the base takes at most
             ``max_exact_values`` distinct values, else nearest).
@@ -97,12 +107,15 @@ class TabularBundle(Bundle):
         min_fiber_points: the least rows an exact fiber needs (3: "more than 2 points").
         max_exact_values: threshold of ``auto``.
         fiber_source: rows that make the fibers and the global samples: ``all`` (train ∪ test,
-            the authors' protocol) or ``test`` (held-out rows only).
+            the authors' protocol) or ``test`` (held-out rows only; the noise floor then draws
+            each fiber from the training rows, :meth:`sample_fiber_floor`).
         fiber_circles: circle factors expected in a fiber (default of ``model.num_circles``).
         bounds, discrete, max_discrete_values, min_atom_share, nonnegative: the columns'
             supports (:func:`bundlenet.data.columns.infer_supports`): stated bounds, discrete
             columns, point masses, and non-negative columns found in the data.
     """
+
+    image_shape: tuple[int, int] | None = None
 
     def __init__(
         self,
@@ -125,6 +138,7 @@ class TabularBundle(Bundle):
         min_atom_share: float = 0.05,
         nonnegative: bool = True,
     ) -> None:
+        self._floor_twin: TabularBundle | None = None
         self.total_names = tuple(str(n) for n in total_names)
         self.base_names = tuple(str(n) for n in base_names)
         self.fiber_circles = int(fiber_circles)
@@ -150,7 +164,7 @@ class TabularBundle(Bundle):
                              f"of {total.shape[0]}; at least 2 are needed")
         if fiber_source not in ("all", "test"):
             raise InputError(f"data.fiber_source must be all or test, got {fiber_source!r}")
-        self.fiber_source = fiber_source
+        self.fiber_source: str = fiber_source  # "train" in the floor twin (sample_fiber_floor)
         self.source_index = torch.arange(total.shape[0]) if fiber_source == "all" else self.test_index
         if self.source_index.numel() == 0:
             raise InputError("data.fiber_source=test but the test split is empty; lower data.train_fraction")
@@ -182,7 +196,7 @@ class TabularBundle(Bundle):
         return BundleSpec(self.base_names, self.total_names, self.fiber_circles,
                           base_offset=tuple(self.base_offset.tolist()), base_scale=tuple(self.base_scale.tolist()),
                           total_offset=tuple(self.total_offset.tolist()), total_scale=tuple(self.total_scale.tolist()),
-                          total_support=self.total_support)
+                          total_support=self.total_support, image_shape=self.image_shape, fiber_span=self.fiber_span)
 
     @property
     def num_rows(self) -> int:
@@ -267,6 +281,28 @@ class TabularBundle(Bundle):
         else:
             rows = self._nearest_fiber_rows(scaled, int(num_samples), generator)
         return self.total[rows] if units == "original" else self.scaled_total[rows]
+
+    def sample_fiber_floor(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None,
+                           units: Units = "original") -> Tensor:
+        """With held-out fibers (``fiber_source=test``): the same fibers drawn from the training
+        rows, real data independent of the held-out rows; base values with fewer than
+        ``min_fiber_points`` training rows fall back to the held-out rows. Otherwise
+        :meth:`sample_fiber` again."""
+        if self.fiber_source != "test":
+            return self.sample_fiber(base, num_samples, generator, units)
+        if self._floor_twin is None:
+            twin = copy.copy(self)
+            twin.fiber_source, twin.source_index = "train", self.train_index
+            if twin.fiber_rule == "exact":
+                twin._index_exact_fibers()
+            else:
+                twin.eligible_rows = twin.source_index
+            self._floor_twin = twin
+        try:
+            return self._floor_twin.sample_fiber(base, num_samples, generator, units)
+        except InputError:
+            log.debug("a base value has too few training rows for a floor fiber: drawing it from held-out rows")
+            return self.sample_fiber(base, num_samples, generator, units)
 
     def fiber_rows(self, base: Tensor, units: Units = "original") -> list[Tensor]:
         """The rows that make up the empirical fiber over each of ``base [B, d_B]``: B index tensors

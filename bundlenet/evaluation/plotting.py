@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import torch
 from torch import Tensor
 
 from bundlenet.io import write_with
@@ -85,6 +86,49 @@ def plot_fibers(
     save_figure(fig, path, dpi=110)
 
 
+def image_grid(ax: Any, images: Tensor, shape: tuple[int, int], columns: int, vmax: float) -> None:
+    """Draw ``images [n, H·W]`` (pixel values, clipped to [0, vmax] for display only) as one
+    grid of ``columns`` images per row on ``ax``."""
+    height, width = shape
+    n = images.shape[0]
+    rows = math.ceil(n / columns)
+    canvas = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1), float("nan"))
+    for i, image in enumerate(images.detach().cpu().float().clamp(0, vmax).reshape(n, height, width)):
+        r, c = divmod(i, columns)
+        canvas[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = image
+    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_image_fibers(
+    path: str | os.PathLike[str],
+    base: Tensor,
+    true: Tensor,
+    generated: Tensor,
+    image_shape: tuple[int, int],
+    base_names: Sequence[str],
+    per_fiber: int = 16,
+    vmax: float | None = None,
+) -> None:
+    """Fibers of images: per base point, a grid of real images of its fiber beside a grid of
+    generated ones. ``base [P, d_B]``, ``true [P, n, H·W]``, ``generated [P, m, H·W]`` (pixels);
+    the first ``per_fiber`` images of each are drawn, in grey levels from 0 to ``vmax``
+    (``None``: the brightest real pixel)."""
+    num = base.shape[0]
+    vmax = float(true.max()) if vmax is None else vmax
+    columns = max(1, math.ceil(math.sqrt(per_fiber)))
+    fig, axes = plt.subplots(num, 2, figsize=(5.0, 2.5 * num), squeeze=False)
+    for i in range(num):
+        where = ", ".join(f"{n}={v:.4g}" for n, v in zip(base_names, base[i].tolist()))
+        for j, (label, images) in enumerate((("real", true[i]), ("generated", generated[i]))):
+            image_grid(axes[i, j], images[:per_fiber], image_shape, columns, vmax)
+            axes[i, j].set_title(f"{label}: {where}", fontsize=9)
+    fig.suptitle("fibers: real vs generated images")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
 def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int, float]]]) -> None:
     """Loss and validation curves: one panel per metric, value against optimizer step."""
     names = sorted(history)
@@ -107,15 +151,21 @@ def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int,
 def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Tensor, num_circles: int, max_nbhds: int = 6) -> None:
     """The encoded fiber latents of training points: each circle pair as a 2-D scatter
     (should be a ring), coloured by neighbourhood (the first ``max_nbhds`` neighbourhoods);
-    with no circle, the first two latent coordinates."""
-    pairs = [(2 * j, 2 * j + 1) for j in range(num_circles)] or [(0, min(1, latent.shape[1] - 1))]
+    with no circle, the latents' first two principal components (the two coordinates of a
+    2-D latent)."""
     keep = neighbourhood < max_nbhds
-    z, k = latent[keep].cpu().numpy(), neighbourhood[keep].cpu().numpy()
+    chosen = latent[keep].detach().cpu().float()
+    if num_circles == 0 and chosen.shape[1] > 2 and chosen.shape[0] > 2:
+        centred = chosen - chosen.mean(0)
+        chosen = centred @ torch.linalg.svd(centred, full_matrices=False).Vh[:2].T
+    pairs = [(2 * j, 2 * j + 1) for j in range(num_circles)] or [(0, min(1, chosen.shape[1] - 1))]
+    z, k = chosen.numpy(), neighbourhood[keep].cpu().numpy()
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
     for ax, (a, b) in zip(axes.flat, pairs):
         points = ax.scatter(z[:, a], z[:, b], c=k, s=8, cmap="tab10", vmin=0, vmax=max(max_nbhds - 1, 1))
-        ax.set_xlabel(f"z{a}")
-        ax.set_ylabel(f"z{b}")
+        principal = num_circles == 0 and latent.shape[1] > 2
+        ax.set_xlabel("principal component 1" if principal else f"z{a}")
+        ax.set_ylabel("principal component 2" if principal else f"z{b}")
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_title("circle pair" if num_circles else "latent coordinates", fontsize=9)
     fig.colorbar(points, ax=axes.ravel().tolist(), label="neighbourhood")

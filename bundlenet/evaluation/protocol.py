@@ -32,7 +32,7 @@ log = logging.getLogger("bundlenet.evaluation.protocol")
 METRICS = CloudMetrics.names()
 FIBER_METRICS = (*METRICS, "precision", "coverage")
 # metrics whose floor is ≈ 0 by definition (or can be negative): no ratio to the floor
-_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "support")
+_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "support", "accuracy", "confidence", "ink_error")
 _NOT_APPLICABLE = "not applicable: the model is unconditional and cannot sample a fiber"
 
 
@@ -213,17 +213,22 @@ def _record(store: dict[str, list[float]], metrics: dict[str, Tensor]) -> None:
         store.setdefault(name, []).append(float(torch.nanmean(value.double())))
 
 
-def fiber_shape_metrics(bundle: Bundle, base: Tensor, generated: Tensor, dense: Tensor) -> dict[str, Tensor]:
+def fiber_shape_metrics(bundle: Bundle, base: Tensor, generated: Tensor, dense: Tensor,
+                        reference: Tensor | None = None) -> dict[str, Tensor]:
     """Precision and coverage of generated fibers, in scaled units: ``[B]`` each.
 
     * ``precision``: mean distance from each generated point ``generated [B, n, d_E]`` to the
       true fiber over ``base [B, d_B]`` (:meth:`Bundle.distance_to_fiber`); 0 is perfect.
     * ``coverage``: mean distance from each point of a dense true fiber sample ``dense [B, m, d_E]``
       to the nearest generated point; large where part of the fiber is not drawn.
+    * the bundle's own scores (:meth:`Bundle.fiber_scores`, e.g. a classifier's accuracy on
+      images of digits), against the true fiber sample ``reference [B, n, d_E]`` where they
+      compare with one.
     """
     return {
         "precision": bundle.distance_to_fiber(generated, base, units="scaled").mean(-1),
         "coverage": mean_nearest_distance(dense, generated),
+        **bundle.fiber_scores(generated, base, units="scaled", reference=reference),
     }
 
 
@@ -233,8 +238,8 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     Each iteration draws ``num_global`` true points twice (the second sample gives the noise
     floor) and ``num_global`` model samples (base points drawn like the training data), then
     ``num_fibers`` base points like the data, and over each ``num_points`` true fiber points
-    twice, ``num_points`` model fiber points and ``coverage_points`` dense true points; fiber
-    metrics are averaged over fibers. Fiber precision and coverage (:func:`fiber_shape_metrics`)
+    twice (the second from :meth:`Bundle.sample_fiber_floor`), ``num_points`` model fiber points
+    and ``coverage_points`` dense true points; fiber metrics are averaged over fibers. Fiber precision and coverage (:func:`fiber_shape_metrics`)
     are measured for the model and, as their floor, for the second true sample. Unconditional
     models (``model.conditional`` false) get global metrics only. Clouds are compared in the
     model's scaled units (``spec.to_scaled``: [0, 10] per column for the UCI tables, as the
@@ -272,13 +277,13 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         if model.conditional:
             base = bundle.sample_total(protocol.num_fibers, gen).base
             true_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
-            other_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
+            other_f = scaled(bundle.sample_fiber_floor(base, protocol.num_points, gen))
             dense = scaled(bundle.sample_fiber(base, protocol.coverage_points, gen))
             fake_f = scaled(model.sample_fiber(base, protocol.num_points, generator=model_gen))
             base_s = scaled(base, "base")
             record("fiber", true_f, fake_f, other_f,
-                   model=fiber_shape_metrics(bundle, base_s, fake_f, dense),
-                   noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense))
+                   model=fiber_shape_metrics(bundle, base_s, fake_f, dense, true_f),
+                   noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense, true_f))
         log.info("evaluation iteration %d/%d done (%.1f s)", it + 1, protocol.iterations, time.perf_counter() - start)
     if not model.conditional:
         del values["fiber"]

@@ -123,7 +123,9 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True), ("support", "in support", False))
+_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True), ("support", "in support", False),
+          ("image_mmd", "image MMD / floor", True), ("accuracy", "classified as their digit", False),
+          ("ink_error", "ink error", False), ("confidence", "classifier confidence", False))
 
 
 def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
@@ -134,15 +136,18 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
              if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)]
     header = ["data", "model", *swept, *[LABELS[n] for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|"]
-    by_data: dict[str, list[Run]] = {}
+    # a swept data option (e.g. data.base of digits) makes a data set of its own, with its own floor
+    data_keys = [k for k in swept if k.startswith("data.")]
+    by_data: dict[tuple[str, ...], list[Run]] = {}
     for run in runs:
-        by_data.setdefault(run.data, []).append(run)
-    for data in sorted(by_data, key=lambda d: _order(d, DATA_ORDER)):
-        group = sorted(by_data[data], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept]))
+        by_data.setdefault((run.data, *(run.overrides.get(k, "") for k in data_keys)), []).append(run)
+    for key in sorted(by_data, key=lambda d: (_order(d[0], DATA_ORDER), d[1:])):
+        data = key[0] + "".join(f" {k}={v}" for k, v in zip(data_keys, key[1:]))
+        group = sorted(by_data[key], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept]))
         applicable = [r for r in group if isinstance(r.evaluation.get(scope), dict)]
         if applicable:
             floor = applicable[0].evaluation[scope]
-            floor_extra = [("1" if ratio else "") for _, _, ratio in extra]
+            floor_extra = [("1" if ratio else _cell(floor[n]["noise_floor"]) if n in floor else "") for n, _, ratio in extra]
             lines.append("| " + " | ".join([data, "*noise floor*", *[""] * len(swept), *[_cell(floor[n]["noise_floor"]) for n in names],
                                             "1", *floor_extra, "", ""]) + " |")
         best = {}

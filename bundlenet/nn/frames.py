@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from bundlenet.nn.cover import Cover
+from bundlenet.nn.trivialization import distinct_rows
 
 
 class LocalFrames(nn.Module):
@@ -79,7 +80,17 @@ class LocalFrames(nn.Module):
         self.covariance.copy_(covariance.to(self.covariance))
 
     def frame(self, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor, Tensor]:
-        """``(μ(y) [N, d], U(y) [N, d, d], s(y) [N])`` at base points ``y [N, d_B]``."""
+        """``(μ(y) [N, d], U(y) [N, d, d], s(y) [N])`` at base points ``y [N, d_B]``.
+
+        Computed once per distinct base point (a table's base often takes few values, e.g. a
+        class) and gathered back to the N rows."""
+        unique, index = distinct_rows(y)
+        if unique.shape[0] < y.shape[0]:
+            mu, axes, scale = self._frame(unique, cover)
+            return mu[index], axes[index], scale[index]
+        return self._frame(y, cover)
+
+    def _frame(self, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor, Tensor]:
         w = cover.weights(y)
         offsets = y.unsqueeze(1) - cover.centres.unsqueeze(0)
         centres = self.centre.unsqueeze(0) + torch.einsum("kdb,nkb->nkd", self.slope, offsets)

@@ -38,6 +38,7 @@ from bundlenet.bundles.base import BundleSpec
 _SMOOTH = 0.1  # softplus/sigmoid scale, × the column's standard deviation
 _ATOM = 0.5  # width of the region a point mass is spread over, × the column's standard deviation
 _INF = float("inf")
+_SINGLE_CELL = 0.04  # width of the cell of a column's only value (scaled units)
 
 
 class SupportTransform(nn.Module):
@@ -182,7 +183,8 @@ def _softplus_inverse(y: Tensor) -> Tensor:
 
 def _cell_edges(values: Tensor, num_values: Tensor) -> Tensor:
     """Cell edges ``[d, m + 1]`` around each column's sorted values: midpoints between neighbours,
-    and outer edges half a neighbouring gap beyond the ends; +inf past a column's values."""
+    and outer edges half a neighbouring gap beyond the ends (a single value: a cell of width
+    ``_SINGLE_CELL``); +inf past a column's values."""
     d, m = values.shape
     edges = torch.full((d, m + 1), _INF)
     for j in range(d):
@@ -190,8 +192,8 @@ def _cell_edges(values: Tensor, num_values: Tensor) -> Tensor:
         if k == 0:
             continue
         v = values[j, :k]
-        if k == 1:
-            edges[j, :2] = torch.stack([v[0] - 0.5, v[0] + 0.5])
+        if k == 1:  # a column that never varies: a narrow cell, so it stays the flattest direction of the data
+            edges[j, :2] = torch.stack([v[0] - _SINGLE_CELL / 2, v[0] + _SINGLE_CELL / 2])
             continue
         mids = (v[1:] + v[:-1]) / 2
         edges[j, 0] = v[0] - (v[1] - v[0]) / 2
