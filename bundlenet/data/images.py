@@ -159,7 +159,7 @@ class DigitsBundle(TabularBundle):
             predicted = proba.argmax(-1).double()
             scores["accuracy"] = (predicted == y.double().cpu().round()).double().mean(-1)
         else:
-            ink = pixels.double().sum(-1).cpu()
+            ink = self.ink(pixels.double()).cpu()
             target = y.double().cpu()
             scores["ink_error"] = ((ink - target).abs() / target.clamp_min(1.0)).mean(-1)
         if reference is not None:
