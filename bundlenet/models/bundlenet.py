@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
-from bundlenet.nn.cover import Cover
+from bundlenet.nn.cover import Cover, capped_count
 from bundlenet.nn.fiber_prior import FiberLatent
 from bundlenet.nn.frames import LocalFrames
 from bundlenet.nn.losses import commutativity_error
@@ -134,9 +134,8 @@ class BundleNet(BundleModel):
     def auto_nbhds(self, base: Tensor) -> int:
         """About one neighbourhood per ``points_per_nbhd`` training points, at most ``max_nbhds``
         and the number of distinct base points."""
-        distinct = torch.unique(base[: 100_000], dim=0).shape[0]
         wanted = base.shape[0] // max(1, self.hparams["points_per_nbhd"])
-        return max(1, min(wanted, self.hparams["max_nbhds"], distinct))
+        return capped_count(base, min(wanted, self.hparams["max_nbhds"]))
 
     # ----------------------------------------------------------------- pieces (standardised units)
     def context(self, y: Tensor) -> Tensor:

@@ -45,6 +45,13 @@ class Groups:
         )
 
 
+def capped_count(base: Tensor, wanted: int, sample: int = 100_000) -> int:
+    """``wanted`` neighbourhoods, but at most as many as the distinct base points of ``base [N, d_B]``
+    (counted on the first ``sample`` rows) and at least 1."""
+    distinct = torch.unique(base[:sample], dim=0).shape[0]
+    return max(1, min(int(wanted), distinct))
+
+
 def group_by(labels: Tensor, num_groups: int) -> Groups:
     """Group row indices by integer label, vectorised (no Python loop over points).
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from bundlenet.errors import InputError
 from bundlenet.models.baselines.gan import GANBaseline
-from bundlenet.nn.cover import Cover
+from bundlenet.nn.cover import Cover, capped_count
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class NeighbourhoodCGAN(GANBaseline):
 
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
         if self.hparams.get("num_nbhds") is None:
-            k = min(self.AUTHORS_NBHDS, torch.unique(base[:100_000], dim=0).shape[0])
+            k = capped_count(base, self.AUTHORS_NBHDS)
             if k != self.num_nbhds:
                 self.num_nbhds = k
                 self.cover = Cover(k, self.spec.base_dim).to(base)
