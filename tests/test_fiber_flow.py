@@ -126,3 +126,59 @@ def test_fiber_latent_density_integrates_to_one_and_matches_its_samples(circles:
 def test_fiber_latent_rejects_impossible_shapes() -> None:
     with pytest.raises(ValueError, match="circles"):
         FiberLatent(2, circles=2, span=2)
+
+
+def _ink_like(n: int = 900, d: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer 'pixels' in 0-4 whose base is their sum, dequantized as a table's discrete columns
+    are: (noisy points, their values, base)."""
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 5, (n, d), generator=gen).double()
+    values[:, -1] = values[:, -2]  # a direction the data never vary in: the fit meets a singular design
+    noisy = values + torch.rand(n, d, generator=gen, dtype=torch.float64) - 0.5
+    return noisy, values, values.sum(1, keepdim=True)
+
+
+def test_the_base_gradient_is_that_of_the_values_and_zero_for_classes() -> None:
+    """y = Σ values (dequantized in x): the fitted gradient is ∂y/∂x = 1 in every neighbourhood,
+    although it is fitted on noisy points of few values; a base constant in each neighbourhood
+    (two classes) has none, and a frame without normal directions (span = d) fits none."""
+    x, values, y = _ink_like()
+    cover = Cover(3, 1)
+    cover.fit(y, seed=0)
+    frames = LocalFrames(3, 1, x.shape[1], span=x.shape[1] - 1)
+    frames.fit(x, y, cover, values=values)
+    gradient = frames.gradient_at(y[:100], cover).squeeze(-1)  # [N, d]
+    torch.testing.assert_close(gradient, torch.ones_like(gradient), atol=0.02, rtol=0)
+    classes = (values[:, :1] > 2).double()
+    two = Cover(2, 1)
+    two.fit(classes, seed=0)
+    for span, base, nbhds in ((x.shape[1] - 1, classes, two), (x.shape[1], y, cover)):
+        other = LocalFrames(nbhds.num_nbhds, 1, x.shape[1], span=span)
+        other.fit(x, base, nbhds, values=values)
+        assert float(other.gradient.abs().max()) == 0.0
+
+
+def test_frames_saved_before_the_base_gradient_still_load() -> None:
+    frames = _fitted_frames()[0]
+    state = {k: v for k, v in frames.state_dict().items() if k != "gradient"}
+    fresh = LocalFrames(4, 2, 3, 2)
+    fresh.load_state_dict(state)
+    assert float(fresh.gradient.abs().sum()) == 0.0
+
+
+def test_a_neighbourhood_of_one_point_gets_a_frame_of_the_right_size() -> None:
+    """Circles around (y, 0, 0) for y in [0, 4], plus one point at y = 9 alone in its
+    neighbourhood: its frame has the circles' scale (not the 0 of a single point) and its centre
+    moves with y as the line of all the data does (a single point alone gives no slope)."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.rand(400, 1, generator=gen, dtype=torch.float64) * 4, torch.tensor([[9.0]], dtype=torch.float64)])
+    angle = 2 * math.pi * torch.rand(401, generator=gen, dtype=torch.float64)
+    x = torch.stack([y[:, 0], angle.cos(), angle.sin()], dim=1)
+    cover = Cover(5, 1)
+    sizes = cover.fit(y, seed=0)
+    assert int(sizes.min()) == 1
+    frames = LocalFrames(5, 1, 3, span=3)
+    frames.fit(x, y, cover)
+    mu, _, scale = frames.frame(torch.tensor([[2.0], [9.0], [9.5]], dtype=torch.float64), cover)
+    assert float(scale[1]) > 0.3 * float(scale[0])
+    assert float(mu[2, 0] - mu[1, 0]) == pytest.approx(0.5, abs=0.05)

@@ -70,3 +70,33 @@ def test_a_spec_without_supports_is_the_identity() -> None:
     t = SupportTransform(BundleSpec(("y",), ("a", "b")))
     x = torch.randn(10, 2)
     assert not t.active and t(x) is x and t.inverse(x) is x
+
+
+def test_bundlenet_rounds_discrete_columns_so_that_samples_stay_over_their_base() -> None:
+    """Counts whose base is their sum: an (untrained) BundleNet's continuous samples have the
+    right sum but spill past 0 and 5; rounding each count to its nearest value adds up the
+    spill, rounding along the frame's base gradient keeps the sum within a count."""
+    from bundlenet.data.tabular import TabularBundle
+    from bundlenet.models.bundlenet import BundleNet
+
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.randint(0, 6, (800, 8), generator=gen).double()
+    counts[:, :4] *= (torch.rand(800, 4, generator=gen) < 0.4).double()  # many exact zeros
+    bundle = TabularBundle(counts, counts.sum(1, keepdim=True), [f"c{i}" for i in range(8)], ["total"])
+    model = BundleNet(bundle.spec, num_nbhds=4, num_blocks=1, hidden_features=16, depth=1)
+    model.fit_data(*bundle.train_tensors())
+    base = bundle.train_tensors()[1][:400].float()
+    with torch.no_grad():
+        y = model.base_scaler(base)
+        u = model.decode(model.latent.sample(400, torch.Generator().manual_seed(1)), y)
+        nearest = bundle.spec.to_original(model.unstandardize(u), "total")
+        kept = bundle.spec.to_original(model.round_on_fiber(u, y), "total")
+    target = bundle.spec.to_original(base, "base").squeeze(1)
+    for x in (nearest, kept):
+        assert bool(((x - x.round()).abs() < 1e-4).all()) and bool(((x >= 0) & (x <= 5 + 1e-4)).all())
+    error_nearest = (nearest.sum(1) - target).abs().mean()
+    error_kept = (kept.sum(1) - target).abs().mean()
+    assert float(error_nearest) > 1.0
+    assert float(error_kept) < 0.5 * float(error_nearest)
+    model.frames.gradient.zero_()  # no base direction (e.g. classes): nearest rounding
+    torch.testing.assert_close(model.round_on_fiber(u, y), model.unstandardize(u))

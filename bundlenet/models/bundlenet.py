@@ -125,7 +125,7 @@ class BundleNet(BundleModel):
             self.cover = Cover(k, self.spec.base_dim).to(y)
             self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
         sizes = self.cover.fit(y, seed=self.hparams["cover_seed"], overlap=self.hparams["overlap"])
-        self.frames.fit(x, y, self.cover)
+        self.frames.fit(x, y, self.cover, values=self.standardize(total, dequantize=False))
         self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
         rank_zero_info("cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
                        "%d fiber and %d normal direction(s) of %d", k, int(sizes.min()), int(sizes.max()),
@@ -210,8 +210,39 @@ class BundleNet(BundleModel):
         for chunk in base.split(_CHUNK):
             y = self.base_scaler(chunk)
             z = self.latent.sample(chunk.shape[0], generator, device=chunk.device, dtype=chunk.dtype)
-            out.append(self.unstandardize(self.decode(z, y)))
+            out.append(self.round_on_fiber(self.decode(z, y), y))
         return torch.cat(out) if out else base.new_zeros(0, self.spec.total_dim)
+
+    def round_on_fiber(self, u: Tensor, y: Tensor) -> Tensor:
+        """Standardised samples ``u [N, d_E]`` over ``y [N, d_B]`` → scaled units, with discrete
+        columns rounded so that the sample stays over y.
+
+        Rounding each discrete column to its nearest allowed value moves the sample off its base
+        point wherever the base depends on those columns (8×8 digits over their ink: values past
+        the ends of a pixel's range are all rounded to the end, adding ink). With the frame's
+        base gradient A(y) (:class:`~bundlenet.nn.frames.LocalFrames`, zero where the base does
+        not vary with x), the drift e = A(y)ᵀ(x − u) is undone greedily: each column in turn, the
+        one that loses least by rounding the other way first, rounds the other way if that
+        shrinks |e|. Without a gradient or discrete columns it is the nearest rounding."""
+        x = self.unstandardize(u)
+        other, extra = self.columns.rounding_choices(self.total_scaler.inverse(u))
+        candidates = torch.isfinite(extra)
+        if not bool(candidates.any()):
+            return x
+        gradient = self.frames.gradient_at(y, self.cover)  # [N, d, d_B]
+        if not bool(gradient.abs().amax() > 0):
+            return x
+        scale = self.total_scaler.scale
+        drift = torch.einsum("ndb,nd->nb", gradient, self.total_scaler(self.columns(x, dequantize=False)) - u)
+        gain = gradient * ((other - x) / scale).unsqueeze(-1)  # [N, d, d_B]: the drift's change per flip
+        order = extra.masked_fill(~candidates, float("inf")).argsort(dim=1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        for column in order.T[: int(candidates.sum(1).max())]:
+            step = gain[rows, column]
+            better = candidates[rows, column] & ((drift + step).norm(dim=1) < drift.norm(dim=1))
+            drift = torch.where(better.unsqueeze(1), drift + step, drift)
+            x[rows[better], column[better]] = other[rows[better], column[better]]
+        return x
 
     @torch.no_grad()
     def trivialize(self, total: object, units: Units = "original") -> Trivialized:

@@ -3,6 +3,14 @@ r"""Local frames: the affine part of a local trivialization, fitted to the data 
 For neighbourhood k of the cover (centre :math:`c_k`, partition-of-unity weights :math:`w_k`),
 a weighted least-squares fit of the total-space points on their base points gives the fiber's
 centre :math:`\mu_k + B_k (y - c_k)` and the covariance :math:`\Sigma_k` of the deviations from it.
+A neighbourhood whose weight :math:`m_k` is below d + 1 (so :math:`\hat\Sigma_k` is singular)
+adds one pseudo-point (``PRIOR_POINTS``) of the fit over all points to its fit, and
+:math:`\Sigma_k = (m_k \hat\Sigma_k + \Sigma_{\text{pool}}) / (m_k + 1)` with
+:math:`\Sigma_{\text{pool}}` the weighted mean of the :math:`\hat\Sigma_k`: a neighbourhood
+of a few points (an outlying base value) gets a sensible frame instead of a degenerate one (an
+isolated point's covariance is 0, and a training point near it had local coordinates of 10⁶).
+Larger neighbourhoods keep their own fit (a pseudo-point in every fit moved the Möbius band's
+W2 from 2.05 to 2.28 × its floor, 3 seeds).
 At a base point y the frame blends them,
 
 .. math::
@@ -16,10 +24,23 @@ the directions normal to the fiber). One scale keeps the fiber's shape: a circle
 centred at 0 in the plane of its first two coordinates, which is where a circle-pair latent
 expects it. The map is affine in x for each y, with :math:`\log|\det \partial r/\partial x| = -d\log s(y)`.
 
+**The base's gradient.** Where the fiber spans fewer directions than the data (``span`` < d:
+the base is a function of x), a weighted regression of y on x per neighbourhood, with d
+pseudo-points of the regression over all points, gives :math:`A_k` ``[d, d_B]`` (:math:`y
+\approx a_k + A_k^\top x`; 0 where the base does not vary inside the neighbourhood, e.g. a
+class), blended as :math:`A(y) = \sum_k w_k(y) A_k` (:meth:`gradient_at`). The fit uses the
+data's own values, not their dequantization noise, which would bias it. Samplers use it to round
+discrete columns without moving a sample off its base point
+(:meth:`~bundlenet.models.bundlenet.BundleNet.round_on_fiber`). It does not change the frame:
+making its directions the frame's normal coordinates improved the digits' ink error only from
+0.76% to 0.67% and put the Möbius band's samples 5× farther from their fiber (3 seeds).
+
 Shapes: ``to_local(x [N, d], y [N, d_B], cover) → (r [N, d], log_det [N])``; ``from_local(r, y, cover) → x``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -42,9 +63,12 @@ class LocalFrames(nn.Module):
             O(max_points · K · d)).
     """
 
+    PRIOR_POINTS = 1.0
+
     centre: Tensor
     slope: Tensor
     covariance: Tensor
+    gradient: Tensor
 
     def __init__(self, num_nbhds: int, base_dim: int, total_dim: int, span: int, ridge: float = 1e-3,
                  max_points: int = 20_000) -> None:
@@ -56,28 +80,69 @@ class LocalFrames(nn.Module):
         self.register_buffer("centre", torch.zeros(k, total_dim))
         self.register_buffer("slope", torch.zeros(k, total_dim, d_b))
         self.register_buffer("covariance", torch.eye(total_dim).repeat(k, 1, 1))
+        self.register_buffer("gradient", torch.zeros(k, total_dim, d_b))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints from before the base gradient: none (nearest rounding, as they were sampled)
+        state_dict.setdefault(prefix + "gradient", torch.zeros_like(self.gradient))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def fit(self, x: Tensor, y: Tensor, cover: Cover) -> None:
+    def fit(self, x: Tensor, y: Tensor, cover: Cover, values: Tensor | None = None) -> None:
         """Fit every neighbourhood's centre, slope and covariance on points ``x [N, d]`` over
-        ``y [N, d_B]`` (after the cover is fitted), weighting points by the partition of unity."""
+        ``y [N, d_B]`` (after the cover is fitted), weighting points by the partition of unity,
+        and the gradients of the base on ``values [N, d]``, the same points without their
+        dequantization noise (default ``x``): the noise would bias a regression on it."""
+        values = x if values is None else values
         if x.shape[0] > self.max_points:
             keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[: self.max_points]
-            x, y = x[keep.to(x.device)], y[keep.to(y.device)]
+            x, y, values = x[keep.to(x.device)], y[keep.to(y.device)], values[keep.to(values.device)]
         w = cover.weights(y).double()  # [N, K]
         x, y = x.double(), y.double()
         offsets = y.unsqueeze(1) - cover.centres.double().unsqueeze(0)  # [N, K, d_B]
         design = torch.cat([torch.ones_like(offsets[..., :1]), offsets], dim=-1)  # [N, K, 1 + d_B]
-        weighted = design * w.unsqueeze(-1)
+        mass = w.sum(0).clamp_min(1e-12)
+        # a neighbourhood of fewer points than d + 1 (its covariance is singular) gets PRIOR_POINTS
+        # pseudo-points of the fit over all points (weight 1/N each)
+        prior = torch.where(mass < x.shape[1] + 1, self.PRIOR_POINTS, 0.0)
+        weighted = design * (w + prior / x.shape[0]).unsqueeze(-1)
         gram = torch.einsum("nki,nkj->kij", weighted, design)
         gram = gram + self.ridge * torch.eye(gram.shape[-1], dtype=gram.dtype)
         coef = torch.linalg.solve(gram, torch.einsum("nki,nd->kid", weighted, x))  # [K, 1 + d_B, d]
         residual = x.unsqueeze(1) - torch.einsum("nki,kid->nkd", design, coef)  # [N, K, d]
-        mass = w.sum(0).clamp_min(1e-12)
         covariance = torch.einsum("nk,nki,nkj->kij", w, residual, residual) / mass[:, None, None]
+        pooled = torch.einsum("k,kij->ij", mass, covariance) / mass.sum()
+        covariance = (mass[:, None, None] * covariance + prior[:, None, None] * pooled) / (mass + prior)[:, None, None]
         self.centre.copy_(coef[:, 0].to(self.centre))
         self.slope.copy_(coef[:, 1:].transpose(1, 2).to(self.slope))
         self.covariance.copy_(covariance.to(self.covariance))
+        if self.span < x.shape[1]:
+            self.gradient.copy_(self._fit_gradient(values.double(), y, w, mass).to(self.gradient))
+
+    def _fit_gradient(self, x: Tensor, y: Tensor, w: Tensor, mass: Tensor) -> Tensor:
+        """A_k ``[K, d, d_B]``: the weighted regression of y on x in each neighbourhood, with d
+        pseudo-points of the regression over all points (a neighbourhood of fewer points than
+        dimensions does not determine its own)."""
+        n, d = x.shape
+
+        def moments(weights: Tensor) -> tuple[Tensor, Tensor]:  # weights [N, G] → Cxx [G, d, d], Cxy [G, d, d_B]
+            total = weights.sum(0).clamp_min(1e-12)
+            xc = x.unsqueeze(1) - (torch.einsum("ng,nd->gd", weights, x) / total[:, None]).unsqueeze(0)
+            yc = y.unsqueeze(1) - (torch.einsum("ng,nb->gb", weights, y) / total[:, None]).unsqueeze(0)
+            return (torch.einsum("ng,ngi,ngj->gij", weights, xc, xc) / total[:, None, None],
+                    torch.einsum("ng,ngi,ngb->gib", weights, xc, yc) / total[:, None, None])
+
+        cxx, cxy = moments(w)
+        gxx, gxy = moments(torch.ones(n, 1, dtype=x.dtype, device=x.device))
+        prior = float(d)
+        lhs = mass[:, None, None] * cxx + prior * gxx
+        rhs = mass[:, None, None] * cxy + prior * gxy
+        ridge = self.ridge * lhs.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+        gradient = torch.linalg.solve(lhs + ridge[:, None, None] * torch.eye(d, dtype=x.dtype, device=x.device), rhs)
+        # where the base does not vary inside a neighbourhood (a class), it has no direction there
+        spread = torch.einsum("nk,nkb->k", w, (y.unsqueeze(1) - (torch.einsum("nk,nb->kb", w, y) / mass[:, None]).unsqueeze(0)) ** 2) / mass
+        varies = spread > 1e-6 * y.var(0).sum().clamp_min(1e-12)
+        return gradient * varies[:, None, None].to(gradient)
 
     def frame(self, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor, Tensor]:
         """``(μ(y) [N, d], U(y) [N, d, d], s(y) [N])`` at base points ``y [N, d_B]``.
@@ -100,6 +165,11 @@ class LocalFrames(nn.Module):
         variance, axes = variance.flip(-1).clamp_min(0), axes.flip(-1)
         scale = variance[:, : self.span].mean(-1).sqrt().clamp_min(1e-6)
         return mu, axes.to(mu), scale.to(mu)
+
+    def gradient_at(self, y: Tensor, cover: Cover) -> Tensor:
+        """The blended base gradient A(y) ``[N, d, d_B]`` at base points ``y [N, d_B]`` (zero where
+        the base is not a function of x)."""
+        return torch.einsum("nk,kdb->ndb", cover.weights(y), self.gradient.to(y))
 
     def to_local(self, x: Tensor, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor]:
         """Local coordinates of ``x [N, d]`` over ``y [N, d_B]`` and log|det ∂r/∂x| ``[N]``."""
