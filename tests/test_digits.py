@@ -131,3 +131,11 @@ def test_png_format_needs_an_image_model(trained: tuple[object, object, Path], t
     assert proc.returncode != 0
     assert "format=png needs a model trained on images" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_benchmark_row_times_a_step_and_sampling_over_the_ink() -> None:
+    from bundlenet.cli.benchmark import row_digits
+
+    row = row_digits("bundlenet", "ink", timed_steps=1)
+    assert row["batch"] == 512 and "ink" in row["row"]
+    assert row["s_per_step"] > 0 and row["sample_1000_images_s"] > 0

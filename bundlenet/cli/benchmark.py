@@ -155,16 +155,18 @@ def row_sampling() -> dict[str, Any]:
     return {"row": "sampling", "fibers_15x200_s": fibers, "fiber_points_per_s": 3000 / fibers, "global_4000_s": global_s}
 
 
-def row_digits(model_name: str, timed_steps: int = 10) -> dict[str, Any]:
-    """``data=digits`` (label) with ``model_name`` at the configs' defaults: seconds per training
-    step at the default batch, and seconds to sample 1000 images of one fiber."""
+def row_digits(model_name: str, base: str = "label", timed_steps: int = 10) -> dict[str, Any]:
+    """``data=digits`` over ``base`` (label: the fiber of 3s; ink: the fiber over an ink of 300)
+    with ``model_name`` at the configs' defaults: seconds per training step at the default
+    batch, and seconds to sample 1000 images of one fiber (for ink, rounding along the base
+    included)."""
     import hydra
     from hydra import compose, initialize_config_dir
 
     from bundlenet.cli.common import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["data=digits", f"model={model_name}", "seed=0"])
+        cfg = compose("train", overrides=["data=digits", f"data.base={base}", f"model={model_name}", "seed=0"])
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
     model = hydra.utils.instantiate(cfg.model, spec=dm.spec)
@@ -173,11 +175,12 @@ def row_digits(model_name: str, timed_steps: int = 10) -> dict[str, Any]:
     batches = [b for _, b in zip(range(min(timed_steps + 1, steps_per_epoch)), dm.train_dataloader())]
     sec = _time_steps(model, batches, timed_steps)
     model.eval()
-    model.sample_fiber([[3.0]], 1000, seed=0)
+    point = [[3.0]] if base == "label" else [[300.0]]
+    model.sample_fiber(point, 1000, seed=0)
     start = time.perf_counter()
-    model.sample_fiber([[3.0]], 1000, seed=1)
+    model.sample_fiber(point, 1000, seed=1)
     sample_s = time.perf_counter() - start
-    return {"row": f"digits: {model_name} at its defaults (64 pixels, label)", "model": model_name, "batch": batch,
+    return {"row": f"digits: {model_name} at its defaults (64 pixels, {base})", "model": model_name, "batch": batch,
             "s_per_step": sec, "sample_1000_images_s": sample_s}
 
 
@@ -269,6 +272,7 @@ ROWS: dict[str, Row] = {
     "sampling": lambda o: row_sampling(),
     "digits_bundlenet": lambda o: row_digits("bundlenet"),
     "digits_cflow": lambda o: row_digits("cflow"),
+    "digits_ink_bundlenet": lambda o: row_digits("bundlenet", "ink"),
     "quality_short": lambda o: row_quality("time to quality: default run, 500 steps", 500),
     "quality_default": lambda o: row_quality("time to quality: default run, 2000 steps", 2000),
     **{f"size_{n}": _training_row(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
