@@ -182,3 +182,14 @@ def test_a_neighbourhood_of_one_point_gets_a_frame_of_the_right_size() -> None:
     mu, _, scale = frames.frame(torch.tensor([[2.0], [9.0], [9.5]], dtype=torch.float64), cover)
     assert float(scale[1]) > 0.3 * float(scale[0])
     assert float(mu[2, 0] - mu[1, 0]) == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_model_resumes_from_a_checkpoint_saved_before_the_base_gradient() -> None:
+    from tests.conftest import make_torus_model
+
+    model, dm = make_torus_model(num_nbhds=4, num_train=200)
+    model.fit_data(*dm.train_tensors())
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("frames.gradient")}
+    checkpoint = {"state_dict": state, "hyper_parameters": dict(model.hparams), "bundlenet": {"data_hash": model.data_hash}}
+    model.on_load_checkpoint(checkpoint)  # no "different model" error
+    model.load_state_dict(state)

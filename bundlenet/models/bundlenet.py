@@ -220,22 +220,24 @@ class BundleNet(BundleModel):
         Rounding each discrete column to its nearest allowed value moves the sample off its base
         point wherever the base depends on those columns (8×8 digits over their ink: values past
         the ends of a pixel's range are all rounded to the end, adding ink). With the frame's
-        base gradient A(y) (:class:`~bundlenet.nn.frames.LocalFrames`, zero where the base does
-        not vary with x), the drift e = A(y)ᵀ(x − u) is undone greedily: each column in turn, the
-        one that loses least by rounding the other way first, rounds the other way if that
-        shrinks |e|. Without a gradient or discrete columns it is the nearest rounding."""
-        x = self.unstandardize(u)
-        other, extra = self.columns.rounding_choices(self.total_scaler.inverse(u))
+        base gradient A(y) (:class:`~bundlenet.nn.frames.LocalFrames`: zero where the fiber spans
+        every direction of the data, for a base coordinate that is constant in each neighbourhood
+        such as a class, and in checkpoints from before it), the drift e = A(y)ᵀ(s(x) − u), with
+        s(x) the standardised cell centres of x, is reduced greedily: the columns are taken in
+        order of what they lose by rounding the other way, and each is rounded the other way if
+        that shrinks |e|. Without a gradient or discrete columns it is the nearest rounding."""
+        x, other, extra = self.columns.rounding_choices(self.total_scaler.inverse(u))
         candidates = torch.isfinite(extra)
         if not bool(candidates.any()):
             return x
         gradient = self.frames.gradient_at(y, self.cover)  # [N, d, d_B]
         if not bool(gradient.abs().amax() > 0):
             return x
-        scale = self.total_scaler.scale
-        drift = torch.einsum("ndb,nd->nb", gradient, self.total_scaler(self.columns(x, dequantize=False)) - u)
-        gain = gradient * ((other - x) / scale).unsqueeze(-1)  # [N, d, d_B]: the drift's change per flip
-        order = extra.masked_fill(~candidates, float("inf")).argsort(dim=1)
+        centres = self.total_scaler(self.columns(x, dequantize=False))
+        drift = torch.einsum("ndb,nd->nb", gradient, centres - u)
+        # the drift's change per flip, in the same cell-centre units (values need not be evenly spaced)
+        gain = gradient * (self.total_scaler(self.columns(other, dequantize=False)) - centres).unsqueeze(-1)  # [N, d, d_B]
+        order = extra.argsort(dim=1)
         rows = torch.arange(x.shape[0], device=x.device)
         for column in order.T[: int(candidates.sum(1).max())]:
             step = gain[rows, column]

@@ -28,8 +28,9 @@ expects it. The map is affine in x for each y, with :math:`\log|\det \partial r/
 the base is a function of x), a weighted regression of y on x per neighbourhood, with d
 pseudo-points of the regression over all points, gives :math:`A_k` ``[d, d_B]`` (:math:`y
 \approx a_k + A_k^\top x`; 0 where the base does not vary inside the neighbourhood, e.g. a
-class), blended as :math:`A(y) = \sum_k w_k(y) A_k` (:meth:`gradient_at`). The fit uses the
-data's own values, not their dequantization noise, which would bias it. Samplers use it to round
+class; per base coordinate), blended as :math:`A(y) = \sum_k w_k(y) A_k` (:meth:`gradient_at`).
+The fit uses the data's values at their cells' centres, not their dequantization noise, which
+would bias it. Samplers use it to round
 discrete columns without moving a sample off its base point
 (:meth:`~bundlenet.models.bundlenet.BundleNet.round_on_fiber`). It does not change the frame:
 making its directions the frame's normal coordinates improved the digits' ink error only from
@@ -51,7 +52,7 @@ from bundlenet.nn.trivialization import distinct_rows
 
 class LocalFrames(nn.Module):
     """The frames of the module docstring over the neighbourhoods of a :class:`Cover` (passed to
-    each method: the frames hold one centre, slope and covariance per neighbourhood).
+    each method: the frames hold one centre, slope, covariance and base gradient per neighbourhood).
 
     Args:
         num_nbhds: K, the neighbourhoods of the cover.
@@ -91,7 +92,8 @@ class LocalFrames(nn.Module):
     def fit(self, x: Tensor, y: Tensor, cover: Cover, values: Tensor | None = None) -> None:
         """Fit every neighbourhood's centre, slope and covariance on points ``x [N, d]`` over
         ``y [N, d_B]`` (after the cover is fitted), weighting points by the partition of unity,
-        and the gradients of the base on ``values [N, d]``, the same points without their
+        and, where the fiber spans fewer directions than the data (``span`` < d), the gradients
+        of the base on ``values [N, d]``, the same points at their cells' centres without the
         dequantization noise (default ``x``): the noise would bias a regression on it."""
         values = x if values is None else values
         if x.shape[0] > self.max_points:
@@ -116,6 +118,7 @@ class LocalFrames(nn.Module):
         self.centre.copy_(coef[:, 0].to(self.centre))
         self.slope.copy_(coef[:, 1:].transpose(1, 2).to(self.slope))
         self.covariance.copy_(covariance.to(self.covariance))
+        del residual  # [N, K, d]: freed before the gradient's moments of the same size
         if self.span < x.shape[1]:
             self.gradient.copy_(self._fit_gradient(values.double(), y, w, mass).to(self.gradient))
 
@@ -139,10 +142,10 @@ class LocalFrames(nn.Module):
         rhs = mass[:, None, None] * cxy + prior * gxy
         ridge = self.ridge * lhs.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
         gradient = torch.linalg.solve(lhs + ridge[:, None, None] * torch.eye(d, dtype=x.dtype, device=x.device), rhs)
-        # where the base does not vary inside a neighbourhood (a class), it has no direction there
-        spread = torch.einsum("nk,nkb->k", w, (y.unsqueeze(1) - (torch.einsum("nk,nb->kb", w, y) / mass[:, None]).unsqueeze(0)) ** 2) / mass
-        varies = spread > 1e-6 * y.var(0).sum().clamp_min(1e-12)
-        return gradient * varies[:, None, None].to(gradient)
+        # a base coordinate that does not vary inside a neighbourhood (a class) has no direction there
+        spread = torch.einsum("nk,nkb->kb", w, (y.unsqueeze(1) - (torch.einsum("nk,nb->kb", w, y) / mass[:, None]).unsqueeze(0)) ** 2) / mass[:, None]
+        varies = spread > 1e-6 * y.var(0).clamp_min(1e-12)  # [K, d_B]
+        return gradient * varies[:, None, :].to(gradient)
 
     def frame(self, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor, Tensor]:
         """``(μ(y) [N, d], U(y) [N, d, d], s(y) [N])`` at base points ``y [N, d_B]``.

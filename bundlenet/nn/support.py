@@ -133,16 +133,17 @@ class SupportTransform(nn.Module):
             x = torch.where(discrete, self._quantize(u), x)
         return x
 
-    def rounding_choices(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """For unconstrained values ``u [N, d]``: the other value a discrete column could round
-        to (the allowed value on the other side of u; the rounded value itself where there is
-        none, at the ends of the support and in other columns) and how much farther from u it
-        is (+inf where there is no other value): ``(other [N, d], extra [N, d])``, scaled units."""
+    def rounding_choices(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For unconstrained values ``u [N, d]``: the data ``x = inverse(u)``, the other value a
+        discrete column could round to (the allowed value on the other side of u; x itself where
+        there is none, at the ends of the support and in other columns) and how much farther
+        from u it is (+inf where there is no other value): ``(x, other, extra)``, each
+        ``[N, d]`` in scaled units."""
         x = self.inverse(u)
         extra = torch.full_like(u, _INF)
         discrete = self.num_values > 1
         if not bool(discrete.any()):
-            return x, extra
+            return x, x, extra
         index = self._nearest_value(x)
         step = torch.where(u >= x, 1, -1)
         other_index = (index + step).clamp(min=0)
@@ -151,7 +152,7 @@ class SupportTransform(nn.Module):
         other = values.gather(2, other_index.unsqueeze(-1)).squeeze(-1)
         has_other = discrete & (other_index != index)
         extra = torch.where(has_other, (u - other).abs() - (u - x).abs(), extra)
-        return torch.where(has_other, other, x), extra
+        return x, torch.where(has_other, other, x), extra
 
     # ----------------------------------------------------------------- pieces
     def _dequantize(self, x: Tensor, noise: Tensor) -> Tensor:
