@@ -144,7 +144,7 @@ class SupportTransform(nn.Module):
         discrete = self.num_values > 1
         if not bool(discrete.any()):
             return x, x, extra
-        index = self._nearest_value(x)
+        index = self._cell_index(u)
         step = torch.where(u >= x, 1, -1)
         other_index = (index + step).clamp(min=0)
         other_index = torch.minimum(other_index, (self.num_values - 1).clamp_min(0).expand_as(other_index))
@@ -166,10 +166,14 @@ class SupportTransform(nn.Module):
         gap = (x.unsqueeze(-1) - self.values.to(x)).abs().masked_fill(~valid, _INF)
         return gap.argmin(-1)
 
-    def _quantize(self, u: Tensor) -> Tensor:
+    def _cell_index(self, u: Tensor) -> Tensor:
+        """Index ``[N, d]`` of the value whose cell each of ``u [N, d]`` falls in (discrete columns)."""
         # interior edges of each column's cells; padding edges are +inf so they are never passed
         inner = self.edges[:, 1:-1].to(u)
-        index = (u.unsqueeze(-1) > inner).sum(-1).clamp_max((self.num_values - 1).clamp_min(0))
+        return (u.unsqueeze(-1) > inner).sum(-1).clamp_max((self.num_values - 1).clamp_min(0))
+
+    def _quantize(self, u: Tensor) -> Tensor:
+        index = self._cell_index(u)
         return self.values.to(u).expand(u.shape[0], -1, -1).gather(2, index.unsqueeze(-1)).squeeze(-1)
 
     def _bound(self, u: Tensor) -> Tensor:
