@@ -66,6 +66,15 @@ def fit(model: pl.LightningModule, dm: pl.LightningDataModule, steps: int, root:
     return trainer
 
 
+@pytest.fixture
+def float64():
+    """float64 as the default dtype for one test (exact Jacobian and inverse checks)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
     """A torus BundleNet (default architecture, neighbourhoods chosen from the data, 1000 points)

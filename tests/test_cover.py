@@ -80,3 +80,16 @@ def test_partition_of_unity_blends_a_continuous_base_but_not_classes() -> None:
     assert float(cover.bandwidth) < 1e-3
     weights = cover.weights(classes)
     assert torch.equal(weights.argmax(1), cover.assign(classes)) and bool((weights.max(1).values > 1 - 1e-9).all())
+
+
+def test_a_cover_chosen_from_the_data_merges_neighbourhoods_of_few_points() -> None:
+    """A Gaussian base (thin tails): k-means alone leaves cells of a few points in the tails; with
+    ``min_points`` every cell holds at least that many, and the cover has fewer cells."""
+    base = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    plain = Cover(64, 2)
+    assert int(plain.fit(base, seed=0).min()) < 10
+    merged = Cover(64, 2)
+    sizes = merged.fit(base, seed=0, min_points=10)
+    assert int(sizes.min()) >= 10
+    assert merged.num_nbhds == merged.centres.shape[0] == sizes.shape[0] < 64
+    assert int(sizes.sum()) == 2000

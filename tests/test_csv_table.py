@@ -78,7 +78,7 @@ def test_datamodule_uses_the_training_split_in_scaled_units(tmp_path: Path) -> N
     total, _ = dm.train_tensors()
     assert total.shape == (80, 2) and float(total.min()) >= 0 and float(total.max()) <= 10
     assert torch.equal(total, dm.bundle.scaled_total[dm.bundle.train_index])
-    _, fibers, floor = dm.val
+    _, fibers, floor = dm.val[:3]
     assert fibers.shape == (3, 20, 2) and floor.shape == (3,)
     assert dm.spec.total_offset is not None and dm.spec.total_names == ("temp", "pressure")
     sub = csv_data(path, ["yield"], num_train=30)

@@ -15,14 +15,7 @@ from bundlenet.nn.fiber_prior import FiberLatent
 from bundlenet.nn.frames import LocalFrames
 from bundlenet.nn.trivialization import FiberFlow
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """Exact checks in float64, for this module's tests only."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # exact checks in float64, for this module's tests only
 
 
 def _nudge(module: torch.nn.Module, seed: int = 0) -> None:
@@ -193,3 +186,47 @@ def test_a_model_resumes_from_a_checkpoint_saved_before_the_base_gradient() -> N
     checkpoint = {"state_dict": state, "hyper_parameters": dict(model.hparams), "bundlenet": {"data_hash": model.data_hash}}
     model.on_load_checkpoint(checkpoint)  # no "different model" error
     model.load_state_dict(state)
+
+
+def test_frame_axes_follow_the_base_continuously() -> None:
+    """An ellipse fiber whose axes turn with y (the long axis at angle y/2): along a fine path in
+    y the frame's axes never flip sign (consecutive axes have cosine near 1), so the local
+    coordinates of a fiber change continuously with its base point."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(3000, 1, generator=gen) * 6
+    t = 2 * math.pi * torch.rand(3000, generator=gen)
+    a = y[:, 0] / 2
+    long, short = 2 * t.cos(), 0.7 * t.sin()
+    x = torch.stack([long * a.cos() - short * a.sin(), long * a.sin() + short * a.cos(), 0.01 * torch.randn(3000, generator=gen)], 1)
+    cover = Cover(30, 1)
+    cover.fit(y, seed=0)
+    frames = LocalFrames(30, 1, 3, span=2)
+    frames.fit(x, y, cover)
+    path = torch.linspace(0.2, 5.8, 2000).unsqueeze(1)
+    _, axes, _ = frames.frame(path, cover)
+    cosine = (axes[1:] * axes[:-1]).sum(1)
+    assert float(cosine.min()) > 0.9
+    # and the first axis is the ellipse's long axis
+    truth = torch.stack([(path[:, 0] / 2).cos(), (path[:, 0] / 2).sin(), torch.zeros(2000)], 1)
+    assert float((axes[:, :, 0] * truth).sum(1).abs().min()) > 0.95
+
+
+def test_frames_saved_before_oriented_axes_still_load() -> None:
+    frames = _fitted_frames()[0]
+    state = {k: v for k, v in frames.state_dict().items() if k != "reference"}
+    fresh = LocalFrames(4, 2, 3, 2)
+    fresh.load_state_dict(state)
+    assert float(fresh.reference.abs().sum()) == 0.0  # the eigenvectors' own signs, as trained
+
+
+def test_learned_widths_start_at_the_fixed_ones_and_train() -> None:
+    fixed = FiberLatent(4, circles=1, span=3, normal_width=0.05)
+    learned = FiberLatent(4, circles=1, span=3, normal_width=0.05, learn_widths=True)
+    z = fixed.sample(100, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(learned.log_prob(z), fixed.log_prob(z))
+    torch.testing.assert_close(learned.sample(100, torch.Generator().manual_seed(0)), z)
+    (-learned.log_prob(3 * z).mean()).backward()  # wider data: the likelihood widens every width
+    assert learned.log_scale.grad is not None and bool((learned.log_scale.grad < 0).all())
+    state = {k: v for k, v in learned.state_dict().items() if k != "log_scale"}
+    learned.load_state_dict(state)  # a latent saved before learned widths loads with the fixed ones
+    assert float(learned.log_scale.detach().abs().sum()) == 0.0

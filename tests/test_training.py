@@ -78,8 +78,8 @@ def test_the_cover_adapts_to_the_data() -> None:
 def test_nan_loss_stops_training_with_the_step() -> None:
     model, dm = make_torus_model()
     model.fit_data(*dm.train_tensors())
-    model.log_likelihood = lambda x, y, generator=None: torch.full((x.shape[0],), float("nan"))  # type: ignore[method-assign]
-    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 0 \(nll nan"):
+    model.flow.objective = lambda r, context, latent, generator=None: torch.tensor(float("nan"))  # type: ignore[method-assign]
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 0 \(fiber flow nan"):
         model.training_step(dm.train_tensors(), 0)
 
 
@@ -109,3 +109,10 @@ def test_validation_logs_fiber_precision_and_coverage(tmp_path) -> None:
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     for key in ("val/fiber_w2", "val/fiber_precision", "val/fiber_coverage"):
         assert key in metrics and 0 < metrics[key] < 100, key
+    # best.ckpt's criterion: the validation fibers' negative log-likelihood (it can be negative)
+    base, fibers = dm.val[0], dm.val[1]
+    with torch.no_grad():
+        nll = -model.log_likelihood(model.standardize(fibers.reshape(-1, 3), dequantize=False),
+                                    model.base_scaler(base.repeat_interleave(fibers.shape[1], 0)),
+                                    torch.Generator().manual_seed(0)).mean()
+    assert metrics["val/selection"] == pytest.approx(float(nll), rel=1e-4, abs=1e-4)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 
 from bundlenet.errors import InputError
 from bundlenet.evaluation.metrics import nearest_neighbour_distance
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Units = Literal["original", "scaled"]
 
@@ -255,13 +258,15 @@ class Bundle(ABC):
     Subclasses define ``base_names``, ``total_names`` and the three methods below.
     ``fiber_circles`` is the number of circle factors expected in a fiber and ``fiber_span`` the
     number of directions it spreads in (see :class:`BundleSpec`; hints for the model's fiber
-    latent).
+    latent). ``exact_map`` says whether :meth:`project` is the true map π (tables know it only
+    on their rows).
     """
 
     base_names: tuple[str, ...]
     total_names: tuple[str, ...]
     fiber_circles: int = 0
     fiber_span: int | None = None
+    exact_map: bool = True  # whether project() is the true map π (the evaluation's re-simulation error)
 
     @property
     def spec(self) -> BundleSpec:
@@ -289,6 +294,15 @@ class Bundle(ABC):
     @abstractmethod
     def project(self, total: Tensor) -> Tensor:
         """The bundle map π: ``[N, d_E]`` → ``[N, d_B]``."""
+
+    def table(self, num_rows: int, seed: int = 0) -> pd.DataFrame:
+        """``num_rows`` samples of the total space as a table: the total columns, then the base
+        columns (what ``data=csv`` reads), e.g. ``RobotArm().table(5000).to_csv("arm.csv", index=False)``."""
+        import pandas as pd
+
+        samples = self.sample_total(int(num_rows), torch.Generator().manual_seed(int(seed)))
+        values = torch.cat([samples.total, samples.base], dim=1).double().numpy()
+        return pd.DataFrame(values, columns=[*self.total_names, *self.base_names])
 
     def check_base(self, base: Tensor) -> Tensor:
         """Return ``base`` as a float ``[B, d_B]`` tensor, or raise a one-line :class:`InputError`."""

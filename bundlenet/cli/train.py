@@ -123,9 +123,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         write_json(out / "metrics.json", metrics)
         fiber = metrics["fiber"]
         if isinstance(fiber, dict):
-            log.info("fiber W2 %.4f (noise floor %.4f, ratio %.2f); fiber MMD %.5f (noise floor %.5f)",
-                     fiber["w2"]["value"], fiber["w2"]["noise_floor"], fiber["w2"]["ratio"] or float("nan"),
-                     fiber["mmd"]["value"], fiber["mmd"]["noise_floor"])
+            log.info("%s", fiber_summary(fiber))
         log.info("checkpoint: %s", ckpt)
     return metrics
 
@@ -160,6 +158,21 @@ def summarize(scope: dict[str, Any] | str) -> dict[str, Any] | str:
         return scope
     return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
             for name, r in scope.items()}
+
+
+def fiber_summary(fiber: dict[str, Any]) -> str:
+    """The run's last line: the fiber metrics that tell a good model from a bad one (W2 and
+    coverage beside their floors, precision and the re-simulation error, 0 at best)."""
+    parts = [f"fiber W2 {fiber['w2']['value']:.4g}{_ratio(fiber['w2'])}", f"precision {fiber['precision']['value']:.3g}"]
+    if "coverage" in fiber:
+        parts.append(f"coverage {fiber['coverage']['value']:.3g}{_ratio(fiber['coverage'])}")
+    if "resimulation" in fiber:
+        parts.append(f"re-simulation error {fiber['resimulation']['value']:.3g}")
+    return "; ".join(parts)
+
+
+def _ratio(metric: dict[str, Any]) -> str:
+    return f" ({metric['ratio']:.2f}x its floor)" if metric.get("ratio") is not None else ""
 
 
 def final_checkpoint(trainer: pl.Trainer) -> Path | None:

@@ -114,7 +114,7 @@ class BundleDataModule(pl.LightningDataModule):
         self.fiber_circles = fiber_circles
         self.fiber_span = fiber_span
         self.train: tuple[Tensor, Tensor] | None = None
-        self.val: tuple[Tensor, Tensor, Tensor] | None = None
+        self.val: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # base, fibers, W2 floor, each point's own base
         self._spec: BundleSpec | None = None
 
     @property
@@ -151,7 +151,7 @@ class BundleDataModule(pl.LightningDataModule):
         val_base = self.bundle.sample_total(self.num_val_fibers, gen).base
         fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen)
         floor = wasserstein(fibers, self.bundle.sample_fiber(val_base, self.val_fiber_points, gen))
-        self.val = (val_base, fibers, floor)
+        self.val = (val_base, fibers, floor, val_base.unsqueeze(1).expand(-1, fibers.shape[1], -1))
         rank_zero_info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
 
     def batching(self) -> tuple[int, int]:

@@ -74,7 +74,9 @@ class TabularDataModule(BundleDataModule):
         fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen, units="scaled")
         other = self.bundle.sample_fiber_floor(val_base, self.val_fiber_points, gen, units="scaled")
         floor = wasserstein(fibers, other)
-        self.val = (val_base, fibers, floor)
+        # each validation row over its own base value (a "nearest" fiber holds rows of nearby values)
+        own = self.bundle.project(fibers.reshape(-1, fibers.shape[-1]), units="scaled").reshape(*fibers.shape[:2], -1)
+        self.val = (val_base, fibers, floor, own)
         log.info("data: %d training rows; validation W2 noise floor %.4f (scaled units)", self.num_train, float(floor.mean()))
 
 

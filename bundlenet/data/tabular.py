@@ -115,6 +115,8 @@ class TabularBundle(Bundle):
             columns, point masses, and non-negative columns found in the data.
     """
 
+    exact_map = False  # project() is the base of the nearest row: π is known only on the rows
+
     image_shape: tuple[int, int] | None = None
 
     def __init__(

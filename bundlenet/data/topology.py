@@ -1,11 +1,25 @@
-"""The shape of a fiber found from data: how many directions it spreads in, and its circles.
+r"""The shape of a fiber found from data: how many directions it spreads in, and its circles.
 
 For groups of rows with nearby base points (k-means cells of the base), the rows' deviations from
 a linear fit on the base are the fiber seen from one neighbourhood. Their principal components
-give the fiber's span (components that carry at least ``min_variance`` of the largest one; a
+bound the fiber's span (components that carry at least ``min_variance`` of the largest one; a
 circle spreads in 2, a segment in 1), and the 1-dimensional persistent homology of those
-coordinates (Vietoris–Rips, ripser) counts the circles: one per long-lived H1 class. The estimate is the median over groups, so a few
-groups that see a fiber badly (too few rows, a fold) do not decide it.
+coordinates (Vietoris–Rips, ripser) counts the circles: one per long-lived H1 class. A curved
+fiber spreads in more principal directions than it has dimensions (a bent sheet in R⁴ fills 3),
+so the span is also capped by the fiber's intrinsic dimension: that of the rows less that of
+the base (a submersion's fiber), each estimated from the distances of a point to its two
+nearest neighbours (TwoNN: Facco et al., *Estimating the intrinsic dimension of datasets by a
+minimal neighborhood information*, Sci. Rep. 2017), raised to twice the circle count (a circle is
+1-dimensional and spans 2 directions):
+
+.. math::
+    \text{span} = \min\big(\#\{λ_i ≥ \text{min\_variance}\cdot λ_1\},\
+    \max(\mathrm{round}(\hat d_E - \hat d_B), 2c, 1)\big), \qquad \hat d = \frac{n}{\sum_i \log(r_{2,i} / r_{1,i})}.
+
+Tables with a column of few values (settings, rounded measurements: ``CONTINUOUS_SHARE``),
+whose nearest neighbours lie on a lattice, keep the principal-component count, as do noisy
+tables, whose rows fill every direction at small scales. The estimate is the median over groups, so a few groups that see a fiber badly (too few
+rows, a fold) do not decide it.
 """
 
 from __future__ import annotations
@@ -45,6 +59,7 @@ class FiberTopology:
 
 
 MIN_TOPOLOGY_ROWS = 20  # fewer rows cannot show a fiber's shape
+CONTINUOUS_SHARE = 0.5  # the intrinsic dimension is used when every column has distinct values in this share of the rows
 
 
 def estimate_fiber_topology(
@@ -84,6 +99,13 @@ def estimate_fiber_topology(
         warnings.simplefilter("ignore")
         labels = KMeans(groups, n_init=4, random_state=seed).fit_predict(y.numpy())
     rng = np.random.default_rng(seed)
+    sub = torch.as_tensor(rng.choice(n, min(n, max_points * 10), replace=False))
+    # a fiber's dimension is the total space's less the base's (a submersion); a base of repeated
+    # values (classes) has dimension 0
+    base_dim = two_nn_dimension(y[sub])
+    intrinsic = two_nn_dimension(x[sub]) - (base_dim if math.isfinite(base_dim) else 0.0)
+    if min(torch.unique(column).numel() for column in x.T) < CONTINUOUS_SHARE * n:
+        intrinsic = math.nan  # a column of few values (a setting, a rounded measurement) puts the rows on a lattice
     dims, circles = [], []
     for g in range(groups):
         rows = np.flatnonzero(labels == g)
@@ -101,8 +123,9 @@ def estimate_fiber_topology(
         bars = ripser(coords, maxdim=1)["dgms"][1]
         radius = math.sqrt(2 * float(variance[0]))
         life = bars[:, 1] - bars[:, 0] if len(bars) else np.zeros(0)
-        dims.append(dim)
-        circles.append(int(min(dim // 2, (life >= min_persistence * radius).sum())))
+        count = int(min(dim // 2, (life >= min_persistence * radius).sum()))
+        dims.append(dim if not math.isfinite(intrinsic) else min(dim, max(round(intrinsic), 2 * count, 1)))
+        circles.append(count)
     if not dims:
         raise InputError("no neighbourhood of the base has 10 or more rows to find the fiber's topology; "
                          "state data.fiber_span and data.fiber_circles")
@@ -117,3 +140,18 @@ def _residuals(x: Tensor, y: Tensor) -> Tensor:
     gram = design.T @ design + 1e-6 * torch.eye(design.shape[1], dtype=y.dtype)
     coef = torch.linalg.solve(gram, design.T @ x)
     return x - design @ coef
+
+
+def two_nn_dimension(points: Tensor) -> float:
+    """The TwoNN maximum-likelihood estimate of the intrinsic dimension of ``points [n, d]``
+    (module docstring), over the rows whose nearest neighbour is at a positive distance (repeated
+    rows are left out); NaN with fewer than 3 such rows."""
+    d = torch.cdist(points, points)
+    d.fill_diagonal_(float("inf"))
+    d = torch.where(d > 0, d, torch.full_like(d, float("inf")))  # repeats say nothing of the dimension
+    two = d.topk(2, dim=1, largest=False).values
+    ratio = two[:, 1] / two[:, 0]
+    ok = torch.isfinite(ratio) & (ratio > 1)
+    if int(ok.sum()) < 3:
+        return float("nan")
+    return float(ok.sum() / ratio[ok].log().sum())

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import bootstrap
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle
+from bundlenet.bundles.base import Bundle, BundleSpec
 from bundlenet.errors import InputError, user_error
 from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
 from bundlenet.models.base import BundleModel
@@ -30,9 +30,9 @@ from bundlenet.models.base import BundleModel
 log = logging.getLogger("bundlenet.evaluation.protocol")
 
 METRICS = CloudMetrics.names()
-FIBER_METRICS = (*METRICS, "precision", "coverage")
+FIBER_METRICS = (*METRICS, "precision", "coverage", "resimulation")  # resimulation where the bundle knows its map
 # metrics whose floor is ≈ 0 by definition (or can be negative): no ratio to the floor
-_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "support", "accuracy", "confidence", "ink_error")
+_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "resimulation", "support", "accuracy", "confidence", "ink_error")
 _NOT_APPLICABLE = "not applicable: the model is unconditional and cannot sample a fiber"
 
 
@@ -221,15 +221,19 @@ def fiber_shape_metrics(bundle: Bundle, base: Tensor, generated: Tensor, dense: 
       true fiber over ``base [B, d_B]`` (:meth:`Bundle.distance_to_fiber`); 0 is perfect.
     * ``coverage``: mean distance from each point of a dense true fiber sample ``dense [B, m, d_E]``
       to the nearest generated point; large where part of the fiber is not drawn.
+    * ``resimulation``: where the bundle's map π is known (:attr:`Bundle.exact_map`), the mean
+      re-simulation error ‖π(x̂) − y‖ of the generated points, in the units of the base.
     * the bundle's own scores (:meth:`Bundle.fiber_scores`, e.g. a classifier's accuracy on
       images of digits), against the true fiber sample ``reference [B, n, d_E]`` where they
       compare with one.
     """
-    return {
+    metrics = {
         "precision": bundle.distance_to_fiber(generated, base, units="scaled").mean(-1),
         "coverage": mean_nearest_distance(dense, generated),
-        **bundle.fiber_scores(generated, base, units="scaled", reference=reference),
     }
+    if bundle.exact_map:
+        metrics["resimulation"] = (bundle.project(generated) - base.unsqueeze(1).to(generated)).norm(dim=-1).mean(-1)
+    return {**metrics, **bundle.fiber_scores(generated, base, units="scaled", reference=reference)}
 
 
 def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None = None) -> Evaluation:
@@ -246,7 +250,13 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     authors; the identity for synthetic bundles), so no column dominates.
     """
     protocol = protocol or Protocol()
-    if not model.spec.same_columns(bundle.spec):
+    # a model trained on a table of a synthetic bundle's samples (data=csv) is evaluated against
+    # the exact bundle in the bundle's own units
+    units: Literal["scaled", "original"] = "scaled"
+    if model.spec.source is None and _same_names(model.spec, bundle.spec) and _unscaled(bundle.spec):
+        units = "original"
+        log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
+    elif not model.spec.same_columns(bundle.spec):
         raise InputError(
             f"the model was trained on data {model.spec} but the evaluation data is {bundle.spec} "
             f"({type(bundle).__name__}); pass the data= the model was trained on"
@@ -258,13 +268,14 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         scope: {"model": {}, "noise_floor": {}} for scope in ("global", "fiber")}
 
     def scaled(points: Tensor, part: Literal["base", "total"] = "total") -> Tensor:
-        return model.spec.to_scaled(points.cpu().to(model.dtype), part)
+        points = points.cpu().to(model.dtype)
+        return points if units == "original" else model.spec.to_scaled(points, part)
 
     def record(scope: str, true: Tensor, generated: Tensor, other: Tensor, **extra: dict[str, Tensor]) -> None:
         for who, cloud in (("model", generated), ("noise_floor", other)):
             metrics = cloud_metrics(true, cloud, protocol.ot_points if scope == "global" else None).items()
             metrics.update(extra[who] if extra else {})
-            support = model.spec.support_share(model.spec.to_original(cloud, "total"))
+            support = model.spec.support_share(cloud if units == "original" else model.spec.to_original(cloud, "total"))
             if support is not None:
                 metrics["support"] = support
             _record(values[scope][who], metrics)
@@ -295,6 +306,15 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         seconds=time.perf_counter() - start,
         iterations=values,
     )
+
+
+def _same_names(a: BundleSpec, b: BundleSpec) -> bool:
+    return tuple(a.base_names) == tuple(b.base_names) and tuple(a.total_names) == tuple(b.total_names)
+
+
+def _unscaled(spec: BundleSpec) -> bool:
+    """A synthetic bundle's spec: a source and the identity scaling."""
+    return spec.source is not None and all(v is None for v in (spec.base_offset, spec.base_scale, spec.total_offset, spec.total_scale))
 
 
 def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:

@@ -21,6 +21,7 @@ from bundlenet.nn.support import SupportTransform
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale")  # state older checkpoints lack and their loaders fill in
 SchedulerFactory = Callable[..., Any]
 
 
@@ -117,7 +118,8 @@ class BundleModel(pl.LightningModule, ABC):
     Subclasses implement :meth:`generate` (one total-space point per base point) and the
     training step; this class gives them the public sampling API (docs/sampling.md), fiber-wise
     validation (exact-OT W2 against true fibers, logged as ``val/fiber_w2`` and its ratio to
-    the noise floor), optimizers, and checkpoint metadata.
+    the noise floor; the checkpoint criterion ``val/selection``, :meth:`selection_score`),
+    optimizers, and checkpoint metadata.
 
     A model whose samples cannot depend on a base point (an unconditional generator) sets
     ``conditional = False``: it still samples globally, but :meth:`sample_fiber` refuses.
@@ -247,9 +249,11 @@ class BundleModel(pl.LightningModule, ABC):
         return (x, base) if return_base else x
 
     # ----------------------------------------------------------------- validation
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        """``batch = (base [P, d_B], true fibers [P, n, d_E], W2 floor [P])`` in scaled units."""
-        base, fibers, floor = batch
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """``batch = (base [P, d_B], true fibers [P, n, d_E], W2 floor [P], each fiber point's own
+        base [P, n, d_B])`` in scaled units (the last is optional: ``base`` repeated)."""
+        base, fibers, floor = batch[0], batch[1], batch[2]
+        own = batch[3] if len(batch) > 3 else base.unsqueeze(1).expand(-1, fibers.shape[1], -1)
         gen = self._generate_eval(base.repeat_interleave(fibers.shape[1], dim=0), self._generator(batch_idx, None))
         gen, fibers = gen.reshape(fibers.shape).float().cpu(), fibers.float().cpu()
         w2 = wasserstein(gen, fibers)
@@ -261,6 +265,17 @@ class BundleModel(pl.LightningModule, ABC):
         nearest = torch.cdist(gen, fibers)
         self.log("val/fiber_precision", nearest.min(dim=2).values.mean(), batch_size=base.shape[0], sync_dist=True)
         self.log("val/fiber_coverage", nearest.min(dim=1).values.mean(), batch_size=base.shape[0], sync_dist=True)
+        score = self.selection_score(batch[1], own)
+        self.log("val/selection", w2.mean() if score is None else score, batch_size=base.shape[0], sync_dist=True)
+
+    def selection_score(self, fibers: Tensor, bases: Tensor) -> Tensor | None:
+        """The held-out criterion that picks ``best.ckpt`` (logged as ``val/selection``, lower is
+        better) from validation points ``fibers [P, n, d_E]``, each over its own base point
+        ``bases [P, n, d_B]`` (scaled units; a table's "nearest" fibers hold rows of nearby base
+        values). ``None`` (the default) selects by the fiber W2; models with a density return
+        the validation points' negative log-likelihood, whose noise between checks is far below
+        that of a W2 on a few fibers."""
+        return None
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
@@ -296,8 +311,8 @@ class BundleModel(pl.LightningModule, ABC):
         changed = [f"model.{k}={old[k]!r} in the checkpoint, {v!r} now" for k, v in self.hparams.items()
                    if k in old and k != "spec" and not callable(v) and old[k] != v]
         shapes = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
-        # buffers that a loader fills in when an older checkpoint lacks them (LocalFrames.gradient)
-        mine = {k: tuple(v.shape) for k, v in self.state_dict().items() if k in shapes or not k.endswith("frames.gradient")}
+        # state that a loader fills in when an older checkpoint lacks it (LocalFrames.gradient, FiberLatent.log_scale)
+        mine = {k: tuple(v.shape) for k, v in self.state_dict().items() if k in shapes or not k.endswith(_FILLED_IN)}
         if shapes and shapes != mine:
             detail = "; ".join(changed) or "its parameters have other shapes"
             raise InputError(f"the checkpoint is a different model ({detail}); resume with the checkpoint's model options")

@@ -14,6 +14,7 @@ from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
 from bundlenet.nn.cover import Cover, capped_count
+from bundlenet.nn.fiber_cnf import FiberCNF
 from bundlenet.nn.fiber_prior import FiberLatent
 from bundlenet.nn.frames import LocalFrames
 from bundlenet.nn.losses import commutativity_error
@@ -24,6 +25,7 @@ rank_zero_info = rank_zero_only(log.info)
 
 _CHUNK = 8192  # rows per pass in sampling, trivialize and log_prob
 FiberContext = Literal["chart", "none", "base"]
+FiberFlowKind = Literal["coupling", "cnf"]
 
 
 class BundleNet(BundleModel):
@@ -38,8 +40,9 @@ class BundleNet(BundleModel):
 
     with :math:`\hat π` a projection network (trained so that π = proj₁∘φ: the commutativity
     loss), :math:`F_y` the affine local frame of the cover's neighbourhoods
-    (:class:`~bundlenet.nn.frames.LocalFrames`), :math:`f_y` the fiber flow
-    (:class:`~bundlenet.nn.trivialization.FiberFlow`), and z in a fiber latent with the fiber's
+    (:class:`~bundlenet.nn.frames.LocalFrames`), :math:`f_y` the fiber flow (``fiber_flow``:
+    ``coupling``, spline couplings, :class:`~bundlenet.nn.trivialization.FiberFlow`; or ``cnf``,
+    a continuous flow, :class:`~bundlenet.nn.fiber_cnf.FiberCNF`), and z in a fiber latent with the fiber's
     topology (:class:`~bundlenet.nn.fiber_prior.FiberLatent`: circle pairs, intervals, narrow
     normal coordinates). Given the true base point y, the density of x is exact,
 
@@ -48,22 +51,30 @@ class BundleNet(BundleModel):
         + \log\lvert\det ∂F_y/∂x\rvert,
 
     and training minimises ``−mean log p(x | y) + commutativity_weight · mean‖π̂(x) − y‖``
-    (standardised units). Sampling the fiber over y is :math:`x = F_y^{-1}(f_y^{-1}(z))`,
+    (standardised units; with ``fiber_flow=cnf`` the flow-matching loss of f takes the place of
+    the likelihood, and the density is that of the ODE's change of variables). Sampling the fiber over y is :math:`x = F_y^{-1}(f_y^{-1}(z))`,
     :math:`z \sim p_F`: the fiber's position and the directions off it follow y continuously,
-    its shape is shared across a neighbourhood (``fiber_context``).
+    and so does its shape (``fiber_context=base``; ``none`` shares one shape everywhere).
 
     Args:
         spec: names, scalings and supports of the data (:class:`BundleSpec` or its dict).
         num_nbhds: neighbourhoods of the cover; ``None`` chooses from the data at fit time
             (about one per ``points_per_nbhd`` training points, at most ``max_nbhds`` and the
-            number of distinct base points).
+            number of distinct base points; neighbourhoods of fewer than ``points_per_nbhd / 4``
+            points are merged into their neighbours).
         num_circles, fiber_span: circle factors of a fiber, and how many directions it spreads
             in (a circle: 2); ``None`` takes the data's (``spec.fiber_circles``,
             ``spec.fiber_span``; without one, d_E − d_B + 2·circles, capped at D).
-        num_blocks, hidden_features, depth, num_bins, tail_bound: the fiber flow.
-        fiber_context: what the fiber-shape couplings see: ``chart`` (the cover's blended
-            centre), ``none``, or ``base`` (y itself).
+        fiber_flow: ``coupling`` (spline couplings, trained by likelihood) or ``cnf`` (an ODE
+            trained by flow matching).
+        num_blocks, hidden_features, depth, num_bins, tail_bound: the coupling fiber flow (and
+            ``hidden_features``, ``depth``: the projection network).
+        velocity_features, velocity_depth, ode_steps, ode_method: the ``cnf`` fiber flow.
+        fiber_context: what the fiber-shape couplings see: ``base`` (y itself), ``chart``
+            (the cover's blended centre) or ``none``.
         ring_width, normal_width: widths of the latent's circles and normal coordinates.
+        learn_widths: train a width factor per interval and normal latent coordinate with the
+            likelihood (:class:`~bundlenet.nn.fiber_prior.FiberLatent`).
         commutativity_weight: weight of ‖π̂(x) − y‖ in the loss.
         overlap: bandwidth of the cover's partition of unity, in centre spacings.
         cover_seed: seed of k-means.
@@ -83,9 +94,15 @@ class BundleNet(BundleModel):
         depth: int = 2,
         num_bins: int = 8,
         tail_bound: float = 5.0,
-        fiber_context: FiberContext = "none",
+        fiber_flow: FiberFlowKind = "coupling",
+        velocity_features: int = 256,
+        velocity_depth: int = 4,
+        ode_steps: int = 16,
+        ode_method: str = "midpoint",
+        fiber_context: FiberContext = "base",
         ring_width: float = 0.1,
         normal_width: float = 0.05,
+        learn_widths: bool = False,
         commutativity_weight: float = 10.0,
         overlap: float = 1.0,
         cover_seed: int = 0,
@@ -105,14 +122,20 @@ class BundleNet(BundleModel):
             raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
         if fiber_context not in ("chart", "none", "base"):
             raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
+        if fiber_flow not in ("coupling", "cnf"):
+            raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")
         spec = self.spec.to_dict()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.dim, self.span, self.circles = dim, span, circles
         self.cover = Cover(num_nbhds or 1, d_b)
         self.frames = LocalFrames(self.cover.num_nbhds, d_b, d_e, span)
-        self.latent = FiberLatent(dim, circles, span, ring_width, normal_width)
+        self.latent = FiberLatent(dim, circles, span, ring_width, normal_width, learn_widths)
         chart_features = 0 if fiber_context == "none" else d_b
-        self.flow = FiberFlow(dim, span, d_b, chart_features, num_blocks, hidden_features, depth, num_bins, tail_bound)
+        self.flow: FiberFlow | FiberCNF
+        if fiber_flow == "cnf":
+            self.flow = FiberCNF(dim, d_b + chart_features, velocity_features, velocity_depth, ode_steps, ode_method)
+        else:
+            self.flow = FiberFlow(dim, span, d_b, chart_features, num_blocks, hidden_features, depth, num_bins, tail_bound)
         self.projection = ConditionalMLP(d_e, d_b, 0, hidden_features, depth)
         nn.init.normal_(self.projection.out.weight, std=1e-3)
 
@@ -120,11 +143,16 @@ class BundleNet(BundleModel):
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
         x = self.standardize(total, generator=torch.Generator(device=total.device).manual_seed(0))
         y = self.base_scaler(base)
-        k = self.hparams["num_nbhds"] or self.auto_nbhds(y)
+        chosen = self.hparams["num_nbhds"]
+        k = chosen or self.auto_nbhds(y)
         if k != self.cover.num_nbhds:
             self.cover = Cover(k, self.spec.base_dim).to(y)
+        # a cover chosen from the data merges neighbourhoods of too few points (the base's tails)
+        least = 1 if chosen else max(2, self.hparams["points_per_nbhd"] // 4)
+        sizes = self.cover.fit(y, seed=self.hparams["cover_seed"], overlap=self.hparams["overlap"], min_points=least)
+        k = self.cover.num_nbhds
+        if k != self.frames.centre.shape[0]:
             self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
-        sizes = self.cover.fit(y, seed=self.hparams["cover_seed"], overlap=self.hparams["overlap"])
         self.frames.fit(x, y, self.cover, values=self.standardize(total, dequantize=False))
         self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
         rank_zero_info("cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
@@ -167,7 +195,7 @@ class BundleNet(BundleModel):
 
     def decode(self, z: Tensor, y: Tensor) -> Tensor:
         """Fiber latents ``z [N, D]`` over standardised ``y [N, d_B]`` → standardised points ``[N, d_E]``."""
-        r, _ = self.flow.inverse(z, self.context(y))
+        r = self.flow.decode(z, self.context(y))
         return self.frames.from_local(r[:, : self.spec.total_dim], y, self.cover)
 
     def log_likelihood(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -181,28 +209,42 @@ class BundleNet(BundleModel):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = self.rank_share(*batch)
         x, y = self.standardize(total), self.base_scaler(base)
-        nll = -self.log_likelihood(x, y).mean()
+        r, frame_logdet = self.frames.to_local(x, y, self.cover)
+        padded, log_q = self.pad(r)
+        fit = self.flow.objective(padded, self.context(y), self.latent)
         comm = commutativity_error(self.projection(x), y)
-        loss = nll + self.hparams["commutativity_weight"] * comm
+        loss = fit + self.hparams["commutativity_weight"] * comm
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss at step {self.global_step} (nll {float(nll.detach()):.4g}, commutativity {float(comm.detach()):.4g}); "
+                f"non-finite loss at step {self.global_step} (fiber flow {float(fit.detach()):.4g}, commutativity {float(comm.detach()):.4g}); "
                 f"lower model.optimizer.lr or set trainer.gradient_clip_val"
             )
         size = total.shape[0]
         sync = self._trainer is not None and self.trainer.world_size > 1
-        self.log("train/nll", nll, batch_size=size, sync_dist=sync)
+        if self.flow.likelihood_trained:  # −mean log p(x | y): the flow's term and the frames' constant ones
+            self.log("train/nll", fit - (frame_logdet - log_q).mean(), batch_size=size, sync_dist=sync)
+        else:
+            self.log("train/flow_matching", fit, batch_size=size, sync_dist=sync)
         self.log("train/commutativity", comm * self.base_scaler.scale, batch_size=size, prog_bar=True, sync_dist=sync)
         self.log("train/loss", loss, batch_size=size, sync_dist=sync)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
-        base, fibers, _ = batch
+        base, fibers = batch[0], batch[1]
         flat = fibers.reshape(-1, fibers.shape[-1])
         target = base.repeat_interleave(fibers.shape[1], dim=0)
         y_hat = self.base_scaler.inverse(self.projection(self.standardize(flat, dequantize=False)))
         self.log("val/commutativity", commutativity_error(y_hat, target), batch_size=base.shape[0], sync_dist=True)
+
+    def selection_score(self, fibers: Tensor, bases: Tensor) -> Tensor:
+        """−mean log p(x | y) of the validation points (standardised units, cell centres of
+        discrete columns, padding drawn with a fixed seed): the held-out likelihood."""
+        flat = fibers.reshape(-1, fibers.shape[-1])
+        y = self.base_scaler(bases.reshape(-1, bases.shape[-1]))
+        gen = torch.Generator(device=flat.device).manual_seed(0)
+        with torch.no_grad():
+            return -self.log_likelihood(self.standardize(flat, dequantize=False), y, gen).mean()
 
     # ----------------------------------------------------------------- public API
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:

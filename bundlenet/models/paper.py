@@ -201,9 +201,9 @@ class PaperBundleNet(BundleModel):
         self.log("train/loss", loss, batch_size=size, sync_dist=shard[1] > 1)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         super().validation_step(batch, batch_idx)
-        base, fibers, _ = batch
+        base, fibers = batch[0], batch[1]
         flat = fibers.reshape(-1, fibers.shape[-1])
         target = base.repeat_interleave(fibers.shape[1], dim=0)
         base_hat, _ = self.encode(flat, self.cover.assign(target))

@@ -105,13 +105,16 @@ class Cover(nn.Module):
         self.register_buffer("centres", torch.zeros(num_nbhds, base_dim))
         self.register_buffer("bandwidth", torch.ones(()))
 
-    def fit(self, base: Tensor, seed: int = 0, max_points: int = 100_000, overlap: float = 1.0) -> Tensor:
+    def fit(self, base: Tensor, seed: int = 0, max_points: int = 100_000, overlap: float = 1.0, min_points: int = 1) -> Tensor:
         """Run k-means (scikit-learn, seeded) on training base points ``[N, d_B]``.
 
         Past ``max_points`` points, k-means runs on a seeded subsample of that size (memory
-        stays flat in the dataset size; the centres barely move). Returns the neighbourhood
-        sizes ``[K]`` of all points. Raises :class:`InputError` when there are fewer distinct
-        base points than neighbourhoods.
+        stays flat in the dataset size; the centres barely move). A neighbourhood of fewer than
+        ``min_points`` training points (the tail of a base distribution) is merged into its
+        neighbours: its centre is dropped and k-means restarts from the other centres, until
+        every neighbourhood holds ``min_points`` (so ``num_nbhds`` can shrink). Returns the
+        neighbourhood sizes ``[K]`` of all points. Raises :class:`InputError` when there are
+        fewer distinct base points than neighbourhoods.
         """
         sample = base
         if base.shape[0] > max_points:
@@ -124,12 +127,19 @@ class Cover(nn.Module):
                 f"model.num_nbhds={self.num_nbhds} exceeds the {distinct} distinct base points "
                 f"of the training data; set model.num_nbhds<={distinct}"
             )
+        points = sample.double().cpu().numpy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kmeans = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(sample.double().cpu().numpy())
-        self.centres.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=self.centres.dtype))
-        labels = self.assign(base.to(self.centres))
-        sizes = torch.bincount(labels, minlength=self.num_nbhds)
+            centres = KMeans(n_clusters=self.num_nbhds, n_init=10, random_state=seed).fit(points).cluster_centers_
+            while True:
+                self.centres = torch.as_tensor(centres, dtype=self.centres.dtype, device=self.centres.device)
+                self.num_nbhds = int(centres.shape[0])
+                labels = self.assign(base.to(self.centres))
+                sizes = torch.bincount(labels, minlength=self.num_nbhds)
+                keep = (sizes >= min_points).cpu().numpy()
+                if keep.all() or keep.sum() == 0:
+                    break
+                centres = KMeans(n_clusters=int(keep.sum()), init=centres[keep], n_init=1, random_state=seed).fit(points).cluster_centers_
         if self.num_nbhds > 1:
             gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
             square = (base.to(self.centres) - self.centres[labels]).pow(2).sum(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -138,32 +139,53 @@ class FiberLatent(nn.Module):
     (2\pi\rho)` (the 1/ρ of polar coordinates). A circle of radius ρ has variance ρ²/2 per
     coordinate, so √2 is the radius of a circle of unit variance, which is what local frames
     make of a fiber circle. Interval coordinates hold the fiber's other directions; normal
-    coordinates, the directions off the fiber, are narrow (σ_n = ``normal_width``) so samples
-    lie close to the fiber; a fiber that is thicker there is still learned, by the flow widening
-    them.
+    coordinates, the directions off the fiber, start narrow (σ_n = ``normal_width``) so samples
+    lie close to the fiber. With ``learn_widths``, every interval and normal coordinate i has its
+    width multiplied by :math:`e^{θ_i}`, a parameter trained with the likelihood (0 at the
+    start): a normal direction as thick as the data's, or a direction wrongly counted as the
+    fiber's, is learned rather than fixed.
     """
 
+    log_scale: Tensor
+
     def __init__(self, dim: int, circles: int = 0, span: int | None = None, ring_width: float = 0.1,
-                 normal_width: float = 0.05) -> None:
+                 normal_width: float = 0.05, learn_widths: bool = False) -> None:
         super().__init__()
         span = dim if span is None else int(span)
         if not 0 <= 2 * circles <= span <= dim:
             raise ValueError(f"need 0 <= 2*circles <= span <= dim, got circles={circles}, span={span}, dim={dim}")
         self.dim, self.circles, self.span = dim, int(circles), span
         self.ring_width, self.normal_width = float(ring_width), float(normal_width)
+        scale = torch.zeros(dim - 2 * self.circles)
+        if learn_widths:
+            self.log_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("log_scale", scale)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints from before learned widths: the fixed widths
+        state_dict.setdefault(prefix + "log_scale", torch.zeros_like(self.log_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def widths(self) -> Tensor:
+        """The widths of the interval and normal coordinates ``[D − 2·circles]``."""
+        base = torch.ones_like(self.log_scale)
+        base[self.span - 2 * self.circles:] = self.normal_width
+        return base * self.log_scale.exp()
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log p_F(z) of latents ``z [N, D]``: ``[N]``."""
-        c, s = 2 * self.circles, self.span
+        c = 2 * self.circles
         radius = z[:, :c].reshape(z.shape[0], self.circles, 2).norm(dim=-1).clamp_min(1e-12)
         rings = (_log_normal(radius, math.sqrt(2.0), self.ring_width) - math.log(2 * math.pi) - radius.log()).sum(1)
-        return rings + _log_normal(z[:, c:s], 0.0, 1.0).sum(1) + _log_normal(z[:, s:], 0.0, self.normal_width).sum(1)
+        width = self.widths().to(z)
+        return rings + (-0.5 * (z[:, c:] / width) ** 2 - width.log() - 0.5 * math.log(2 * math.pi)).sum(1)
 
     def sample(self, num: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                dtype: torch.dtype | None = None) -> Tensor:
         """``num`` latents ``[num, D]``."""
         z = torch.randn(num, self.dim, generator=generator, device=device, dtype=dtype)
-        z[:, self.span:] *= self.normal_width
+        z[:, 2 * self.circles:] *= self.widths().detach().to(z)
         if self.circles:
             radius = math.sqrt(2.0) + self.ring_width * z[:, : self.circles]
             angle = 2 * math.pi * torch.rand(num, self.circles, generator=generator, device=device, dtype=dtype)

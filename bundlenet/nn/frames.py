@@ -24,6 +24,16 @@ the directions normal to the fiber). One scale keeps the fiber's shape: a circle
 centred at 0 in the plane of its first two coordinates, which is where a circle-pair latent
 expects it. The map is affine in x for each y, with :math:`\log|\det \partial r/\partial x| = -d\log s(y)`.
 
+**Oriented axes.** An eigenvector is defined up to its sign (and, among nearly equal variances,
+up to a rotation), and a solver's choice jumps as y moves: the local coordinates of the fibers
+would be mirrored between nearby base points, which no flow conditioned smoothly on y follows.
+So each neighbourhood's axes are oriented like its parent's in a minimum spanning tree of the
+centres (the ``reference`` buffer), and at y the axes of :math:`\Sigma(y)` take the signs (and,
+in a block of the fiber's or the normal directions whose variances are within a factor
+``ISOTROPIC``, the basis: orthogonal Procrustes) closest to the blended reference
+:math:`\sum_k w_k(y) U_k`. The axes then follow y continuously wherever the fibers are
+orientable (a Möbius band's are not: its one seam remains).
+
 **The base's gradient.** Where the fiber spans fewer directions than the data (``span`` < d:
 the base is a function of x), a weighted regression of y on x per neighbourhood, with d
 pseudo-points of the regression over all points, gives :math:`A_k` ``[d, d_B]`` (:math:`y
@@ -42,7 +52,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from torch import Tensor, nn
 
 from bundlenet.nn.cover import Cover
@@ -64,11 +76,13 @@ class LocalFrames(nn.Module):
     """
 
     PRIOR_POINTS = 1.0
+    ISOTROPIC = 2.0  # a block of variances within this factor has no preferred basis
 
     centre: Tensor
     slope: Tensor
     covariance: Tensor
     gradient: Tensor
+    reference: Tensor
 
     def __init__(self, num_nbhds: int, base_dim: int, total_dim: int, span: int, ridge: float = 1e-3,
                  max_points: int = 20_000) -> None:
@@ -81,10 +95,13 @@ class LocalFrames(nn.Module):
         self.register_buffer("slope", torch.zeros(k, total_dim, d_b))
         self.register_buffer("covariance", torch.eye(total_dim).repeat(k, 1, 1))
         self.register_buffer("gradient", torch.zeros(k, total_dim, d_b))
+        self.register_buffer("reference", torch.zeros(k, total_dim, total_dim))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        # checkpoints from before the base gradient: none (nearest rounding, as they were sampled)
+        # checkpoints from before the base gradient: none (nearest rounding, as they were sampled);
+        # from before oriented axes: none (the eigenvectors' own signs, as they were trained)
         state_dict.setdefault(prefix + "gradient", torch.zeros_like(self.gradient))
+        state_dict.setdefault(prefix + "reference", torch.zeros_like(self.reference))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
@@ -117,6 +134,7 @@ class LocalFrames(nn.Module):
         self.centre.copy_(coef[:, 0].to(self.centre))
         self.slope.copy_(coef[:, 1:].transpose(1, 2).to(self.slope))
         self.covariance.copy_(covariance.to(self.covariance))
+        self.reference.copy_(self._oriented_axes(covariance, cover.centres.double()).to(self.reference))
         del residual  # [N, K, d]: freed before the gradient's moments of the same size
         if self.span < x.shape[1]:
             self.gradient.copy_(self._fit_gradient(values.double(), y, w, mass).to(self.gradient))
@@ -147,6 +165,41 @@ class LocalFrames(nn.Module):
         varies = spread > 1e-6 * y.var(0).clamp_min(1e-12)  # [K, d_B]
         return gradient * varies[:, None, :].to(gradient)
 
+    def _oriented_axes(self, covariance: Tensor, centres: Tensor) -> Tensor:
+        """Each neighbourhood's principal axes ``[K, d, d]`` (columns, decreasing variance),
+        oriented (:meth:`_orient`) like those of its parent in a minimum spanning tree of the
+        centres, from neighbourhood 0 outwards."""
+        variance, axes = torch.linalg.eigh(covariance)
+        variance, axes = variance.flip(-1).clamp_min(0), axes.flip(-1)
+        k = axes.shape[0]
+        if k == 1:
+            return axes
+        tree = minimum_spanning_tree(torch.cdist(centres, centres).cpu().numpy() + 1e-12 * (1 - np.eye(k)))
+        order, parents = breadth_first_order(tree, i_start=0, directed=False)
+        for node in order[1:]:
+            parent = int(parents[node])
+            axes[node] = self._orient(axes[node : node + 1], variance[node : node + 1], axes[parent : parent + 1])[0]
+        return axes
+
+    def _orient(self, axes: Tensor, variance: Tensor, target: Tensor) -> Tensor:
+        """Principal axes ``[N, d, d]`` (variances ``[N, d]``, decreasing) with the signs, and
+        within a nearly isotropic block the basis, closest to ``target [N, d, d]``.
+
+        Each block (the fiber's ``span`` directions, then the normal ones) of variances within a
+        factor ``ISOTROPIC`` of each other has no preferred basis (a circle's plane): it is
+        rotated within its span to the target's (orthogonal Procrustes). Otherwise each axis keeps
+        its direction and takes the sign of its cosine with the target's axis."""
+        signs = torch.where((axes * target).sum(-2, keepdim=True) < 0, -1.0, 1.0).to(axes)
+        out = axes * signs
+        for block in (slice(0, self.span), slice(self.span, None)):
+            part = variance[:, block]
+            if part.shape[1] < 2:
+                continue
+            isotropic = part[:, 0] <= self.ISOTROPIC * part[:, -1].clamp_min(1e-12)
+            rotated = _procrustes(axes[:, :, block], target[:, :, block])
+            out[:, :, block] = torch.where(isotropic[:, None, None], rotated, out[:, :, block])
+        return out
+
     def frame(self, y: Tensor, cover: Cover) -> tuple[Tensor, Tensor, Tensor]:
         """``(μ(y) [N, d], U(y) [N, d, d], s(y) [N])`` at base points ``y [N, d_B]``.
 
@@ -167,6 +220,8 @@ class LocalFrames(nn.Module):
         variance, axes = torch.linalg.eigh(covariance.double())
         variance, axes = variance.flip(-1).clamp_min(0), axes.flip(-1)
         scale = variance[:, : self.span].mean(-1).sqrt().clamp_min(1e-6)
+        if bool(self.reference.any()):  # axes that follow y continuously
+            axes = self._orient(axes, variance, torch.einsum("nk,kij->nij", w.double(), self.reference.double()))
         return mu, axes.to(mu), scale.to(mu)
 
     def gradient_at(self, y: Tensor, cover: Cover) -> Tensor:
@@ -184,3 +239,12 @@ class LocalFrames(nn.Module):
         """Points with local coordinates ``r [N, d]`` over ``y [N, d_B]``: ``[N, d]``."""
         mu, axes, scale = self.frame(y, cover)
         return mu + torch.einsum("nij,nj->ni", axes, r * scale.unsqueeze(1))
+
+
+def _procrustes(basis: Tensor, target: Tensor) -> Tensor:
+    """The orthonormal basis of ``basis``'s span (columns, ``[..., d, b]``) closest to ``target``
+    (same shape): ``basis · Q`` with Q the orthogonal factor of ``basisᵀ target``."""
+    if basis.shape[-1] == 0:
+        return basis
+    u, _, vh = torch.linalg.svd(basis.transpose(-1, -2) @ target)
+    return basis @ (u @ vh)

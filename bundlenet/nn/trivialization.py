@@ -19,6 +19,7 @@ from nflows.transforms import (
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
+from bundlenet.nn.fiber_prior import FiberLatent
 
 Coupling = Literal["rq_spline", "affine"]
 
@@ -208,6 +209,8 @@ class FiberFlow(nn.Module):
     ``inverse(z, context) → (r, log|det ∂r/∂z|)``. The context is ``[y, chart context]``.
     """
 
+    likelihood_trained = True  # objective() is the negative log-likelihood
+
     def __init__(
         self,
         dim: int,
@@ -250,3 +253,12 @@ class FiberFlow(nn.Module):
 
     def inverse(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         return self.flow.inverse(z, context)
+
+    def decode(self, z: Tensor, context: Tensor) -> Tensor:
+        """Latents ``z [N, D]`` → local coordinates ``[N, D]`` (the sampling direction)."""
+        return self.flow.inverse(z, context)[0]
+
+    def objective(self, r: Tensor, context: Tensor, latent: FiberLatent, generator: torch.Generator | None = None) -> Tensor:
+        """−mean log p(r | context) of local coordinates ``r [N, D]`` under the latent (scalar)."""
+        z, logdet = self.flow(r, context)
+        return -(latent.log_prob(z) + logdet).mean()

@@ -56,14 +56,23 @@ class ConditionalFlow(BundleModel):
             conditional_affine=bool(conditional_affine),
         )
 
-    def _pad(self, x: Tensor) -> Tensor:
+    def _pad(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         extra = self.features - x.shape[1]
-        return x if extra == 0 else torch.cat([x, torch.randn(x.shape[0], extra, device=x.device, dtype=x.dtype)], dim=1)
+        if extra == 0:
+            return x
+        return torch.cat([x, torch.randn(x.shape[0], extra, generator=generator, device=x.device, dtype=x.dtype)], dim=1)
 
-    def log_prob(self, total: Tensor, base: Tensor) -> Tensor:
+    def log_prob(self, total: Tensor, base: Tensor, dequantize: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """log p(x̃ | y) of standardised points (padding included): ``[N]``."""
-        u, logdet = self.flow(self._pad(self.standardize(total)), self.base_scaler(base))
+        u, logdet = self.flow(self._pad(self.standardize(total, dequantize, generator), generator), self.base_scaler(base))
         return -0.5 * u.pow(2).sum(1) - 0.5 * self.features * math.log(2 * math.pi) + logdet
+
+    def selection_score(self, fibers: Tensor, bases: Tensor) -> Tensor:
+        """−mean log p(x̃ | y) of the validation points (cell centres, padding of a fixed seed)."""
+        gen = torch.Generator(device=fibers.device).manual_seed(0)
+        with torch.no_grad():
+            return -self.log_prob(fibers.reshape(-1, fibers.shape[-1]), bases.reshape(-1, bases.shape[-1]),
+                                  dequantize=False, generator=gen).mean()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = self.rank_share(*batch)

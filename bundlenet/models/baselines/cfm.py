@@ -8,35 +8,12 @@ import torch
 from flow_matching.path import AffineProbPath
 from flow_matching.path.scheduler import CondOTScheduler
 from flow_matching.solver import ODESolver
-from flow_matching.utils import ModelWrapper
-from torch import Tensor, nn
+from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
 from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
-
-
-class VelocityField(nn.Module):
-    """``v(x_t, t, y)``: a SiLU MLP on ``[x_t, y, t]`` → ``[N, d]`` (``depth`` hidden layers)."""
-
-    def __init__(self, dim: int, condition: int, hidden_features: int, depth: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Linear(dim + condition + 1, hidden_features), nn.SiLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden_features, hidden_features), nn.SiLU()]
-        layers.append(nn.Linear(hidden_features, dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        t = t.reshape(-1, 1).to(x).expand(x.shape[0], 1)
-        return self.net(torch.cat([x, y, t], dim=1))
-
-
-class _Conditioned(ModelWrapper):
-    """The velocity field as the ``flow_matching`` solver calls it: ``(x, t, **extras)``."""
-
-    def forward(self, x: Tensor, t: Tensor, **extras: Any) -> Tensor:
-        return self.model(x, t, extras["y"])
+from bundlenet.nn.velocity import Conditioned, VelocityField
 
 
 class ConditionalFlowMatching(BundleModel):
@@ -85,7 +62,7 @@ class ConditionalFlowMatching(BundleModel):
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
         y = self.base_scaler(base)
         x0 = torch.randn(base.shape[0], self.spec.total_dim, generator=generator, device=base.device, dtype=base.dtype)
-        solver = ODESolver(velocity_model=_Conditioned(self.velocity))
+        solver = ODESolver(velocity_model=Conditioned(self.velocity))
         x1 = solver.sample(x_init=x0, step_size=1.0 / self.hparams["ode_steps"], method=self.hparams["ode_method"],
-                           time_grid=torch.tensor([0.0, 1.0], dtype=base.dtype), y=y)
+                           time_grid=torch.tensor([0.0, 1.0], dtype=base.dtype), context=y)
         return self.unstandardize(x1)
