@@ -76,7 +76,7 @@ class FiberCNF(nn.Module):
         context_features: C, the width of the context (base point, chart).
         hidden_features, depth: the velocity MLP.
         ode_steps: fixed steps of the solver on [0, 1].
-        ode_method: a fixed-step method of torchdiffeq (``euler``, ``midpoint``, ``rk4``).
+        ode_method: a fixed-step method of ``flow_matching``'s solver (``euler``, ``midpoint``, ``rk4``).
         exact_divergence_max_dim: exact divergence up to this D, Hutchinson's estimate above.
         ot_pairing: pair each batch's latents with its points by optimal transport
             (:func:`ot_pairing`) instead of independently.
