@@ -260,3 +260,20 @@ def test_a_model_of_a_bundles_table_is_evaluated_against_the_exact_bundle(tmp_pa
     assert exact["precision"].model.mean < 1e-4 and exact["resimulation"].model.mean < 1e-4
     assert 0.85 < exact["w2"].ratio < 1.2 < shifted["w2"].ratio
     assert shifted["precision"].model.mean > 0.05
+
+
+class DivergedModel(OracleModel):
+    """A model whose samples hold NaN and inf, as a diverged one's do."""
+
+    def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        x = super().generate(base, generator)
+        x[::7, 0] = float("nan")
+        x[1::7, 1] = float("inf")
+        return x
+
+
+def test_non_finite_samples_are_never_scored() -> None:
+    from bundlenet.errors import BundleNetError
+
+    with pytest.raises(BundleNetError, match=r"global samples contain non-finite values \(\d+ of 800 points\), so they are not scored"):
+        evaluate_model(DivergedModel(Torus()), Torus(), SMALL)

@@ -23,7 +23,7 @@ from scipy.stats import bootstrap
 from torch import Tensor
 
 from bundlenet.bundles.base import Bundle, BundleSpec
-from bundlenet.errors import InputError, user_error
+from bundlenet.errors import BundleNetError, InputError, user_error
 from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
 from bundlenet.models.base import BundleModel
 
@@ -272,6 +272,7 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         return points if units == "original" else model.spec.to_scaled(points, part)
 
     def record(scope: str, true: Tensor, generated: Tensor, other: Tensor, **extra: dict[str, Tensor]) -> None:
+        check_finite(generated, scope)
         for who, cloud in (("model", generated), ("noise_floor", other)):
             metrics = cloud_metrics(true, cloud, protocol.ot_points if scope == "global" else None).items()
             metrics.update(extra[who] if extra else {})
@@ -306,6 +307,16 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         seconds=time.perf_counter() - start,
         iterations=values,
     )
+
+
+def check_finite(samples: Tensor, scope: str) -> None:
+    """Refuse to score samples with NaN or infinite values: no metric of them means anything
+    (an exact-OT W2 of infinite points can even come out 0)."""
+    bad = ~torch.isfinite(samples).all(dim=-1)
+    if bool(bad.any()):
+        raise BundleNetError(
+            f"the model's {scope} samples contain non-finite values ({int(bad.sum())} of {bad.numel()} points), "
+            f"so they are not scored; the model has diverged: retrain it (a lower model.optimizer.lr, or trainer.gradient_clip_val)")
 
 
 def _same_names(a: BundleSpec, b: BundleSpec) -> bool:
