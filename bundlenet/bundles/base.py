@@ -200,9 +200,17 @@ class BundleSpec:
         """Whether ``other`` describes the same columns in the same units (names, scalings, and
         the source where both name one; the fiber's shape and the columns' supports may differ,
         e.g. found from other rows)."""
-        keys = ("base_names", "total_names", *_SCALING_KEYS)
         same_source = self.source is None or other.source is None or self.source == other.source
-        return same_source and all(_close(getattr(self, k), getattr(other, k)) for k in keys)
+        return same_source and self.same_names(other) and all(_close(getattr(self, k), getattr(other, k)) for k in _SCALING_KEYS)
+
+    def same_names(self, other: BundleSpec) -> bool:
+        """Whether ``other`` names the same base and total columns, in the same order."""
+        return all(_close(getattr(self, k), getattr(other, k)) for k in ("base_names", "total_names"))
+
+    @property
+    def unscaled(self) -> bool:
+        """Whether scaled units are the original ones (the identity scaling of synthetic bundles)."""
+        return all(getattr(self, k) is None for k in _SCALING_KEYS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, ints, floats), safe for ``torch.load(weights_only=True)``.

@@ -100,12 +100,12 @@ def estimate_fiber_topology(
         labels = KMeans(groups, n_init=4, random_state=seed).fit_predict(y.numpy())
     rng = np.random.default_rng(seed)
     sub = torch.as_tensor(rng.choice(n, min(n, max_points * 10), replace=False))
-    # a fiber's dimension is the total space's less the base's (a submersion); a base of repeated
-    # values (classes) has dimension 0
-    base_dim = two_nn_dimension(y[sub])
-    intrinsic = two_nn_dimension(x[sub]) - (base_dim if math.isfinite(base_dim) else 0.0)
-    if min(torch.unique(column).numel() for column in x.T) < CONTINUOUS_SHARE * n:
-        intrinsic = math.nan  # a column of few values (a setting, a rounded measurement) puts the rows on a lattice
+    intrinsic = math.nan  # a column of few values (a setting, a rounded measurement) puts the rows on a lattice
+    if min(torch.unique(column).numel() for column in x.T) >= CONTINUOUS_SHARE * n:
+        # a fiber's dimension is the total space's less the base's (a submersion); a base of
+        # repeated values (classes) has dimension 0
+        base_dim = two_nn_dimension(y[sub])
+        intrinsic = two_nn_dimension(x[sub]) - (base_dim if math.isfinite(base_dim) else 0.0)
     dims, circles = [], []
     for g in range(groups):
         rows = np.flatnonzero(labels == g)
@@ -147,7 +147,7 @@ def two_nn_dimension(points: Tensor) -> float:
     (module docstring), over the rows whose nearest neighbour is at a positive distance (repeated
     rows are left out); NaN with fewer than 3 such rows."""
     d = torch.cdist(points, points)
-    d.fill_diagonal_(float("inf"))
+    d.fill_diagonal_(float("inf"))  # cdist's self-distance can come out as rounding noise, not 0
     d = torch.where(d > 0, d, torch.full_like(d, float("inf")))  # repeats say nothing of the dimension
     two = d.topk(2, dim=1, largest=False).values
     ratio = two[:, 1] / two[:, 0]

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import bootstrap
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSpec
+from bundlenet.bundles.base import Bundle
 from bundlenet.errors import BundleNetError, InputError, user_error
 from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
 from bundlenet.models.base import BundleModel
@@ -253,7 +253,7 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     # a model trained on a table of a synthetic bundle's samples (data=csv) is evaluated against
     # the exact bundle in the bundle's own units
     units: Literal["scaled", "original"] = "scaled"
-    if model.spec.source is None and _same_names(model.spec, bundle.spec) and _unscaled(bundle.spec):
+    if model.spec.source is None and bundle.spec.source is not None and bundle.spec.unscaled and model.spec.same_names(bundle.spec):
         units = "original"
         log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
     elif not model.spec.same_columns(bundle.spec):
@@ -317,15 +317,6 @@ def check_finite(samples: Tensor, scope: str) -> None:
         raise BundleNetError(
             f"the model's {scope} samples contain non-finite values ({int(bad.sum())} of {bad.numel()} points), "
             f"so they are not scored; the model has diverged: retrain it (a lower model.optimizer.lr, or trainer.gradient_clip_val)")
-
-
-def _same_names(a: BundleSpec, b: BundleSpec) -> bool:
-    return tuple(a.base_names) == tuple(b.base_names) and tuple(a.total_names) == tuple(b.total_names)
-
-
-def _unscaled(spec: BundleSpec) -> bool:
-    """A synthetic bundle's spec: a source and the identity scaling."""
-    return spec.source is not None and all(v is None for v in (spec.base_offset, spec.base_scale, spec.total_offset, spec.total_scale))
 
 
 def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:

@@ -21,8 +21,8 @@ from bundlenet.nn.support import SupportTransform
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale")  # state older checkpoints lack and their loaders fill in
 SchedulerFactory = Callable[..., Any]
+_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale")  # state older checkpoints lack and their loaders fill in
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ class BundleModel(pl.LightningModule, ABC):
         changed = [f"model.{k}={old[k]!r} in the checkpoint, {v!r} now" for k, v in self.hparams.items()
                    if k in old and k != "spec" and not callable(v) and old[k] != v]
         shapes = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
-        # state that a loader fills in when an older checkpoint lacks it (LocalFrames.gradient, FiberLatent.log_scale)
+        # state that a loader fills in when an older checkpoint lacks it (_FILLED_IN)
         mine = {k: tuple(v.shape) for k, v in self.state_dict().items() if k in shapes or not k.endswith(_FILLED_IN)}
         if shapes and shapes != mine:
             detail = "; ".join(changed) or "its parameters have other shapes"

@@ -188,10 +188,16 @@ class BundleNet(BundleModel):
     def encode(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Standardised ``x [N, d_E]`` over standardised ``y [N, d_B]`` → (z ``[N, D]``,
         log|det ∂z/∂(x, ε)| ``[N]``, log q(ε) of the padding ``[N]``)."""
-        r, frame_logdet = self.frames.to_local(x, y, self.cover)
-        padded, log_q = self.pad(r, generator)
+        padded, frame_logdet, log_q = self.local_coordinates(x, y, generator)
         z, flow_logdet = self.flow(padded, self.context(y))
         return z, frame_logdet + flow_logdet, log_q
+
+    def local_coordinates(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The frame's coordinates of standardised ``x [N, d_E]`` over ``y [N, d_B]``, padded to D:
+        (r ``[N, D]``, log|det ∂r/∂x| ``[N]``, log q(ε) of the padding ``[N]``)."""
+        r, frame_logdet = self.frames.to_local(x, y, self.cover)
+        padded, log_q = self.pad(r, generator)
+        return padded, frame_logdet, log_q
 
     def decode(self, z: Tensor, y: Tensor) -> Tensor:
         """Fiber latents ``z [N, D]`` over standardised ``y [N, d_B]`` → standardised points ``[N, d_E]``."""
@@ -209,8 +215,7 @@ class BundleNet(BundleModel):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = self.rank_share(*batch)
         x, y = self.standardize(total), self.base_scaler(base)
-        r, frame_logdet = self.frames.to_local(x, y, self.cover)
-        padded, log_q = self.pad(r)
+        padded, frame_logdet, log_q = self.local_coordinates(x, y)
         fit = self.flow.objective(padded, self.context(y), self.latent)
         comm = commutativity_error(self.projection(x), y)
         loss = fit + self.hparams["commutativity_weight"] * comm

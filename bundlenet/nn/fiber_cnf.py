@@ -108,24 +108,19 @@ class FiberCNF(nn.Module):
         r_t = t * r + (1 - t) * z
         return (self.velocity(r_t, t, context) - (r - z)).pow(2).sum(1).mean()
 
-    def _integrate(self, start: Tensor, context: Tensor, forward_in_time: bool) -> tuple[Tensor, Tensor]:
-        """Integrate from t = 0 to 1 (``forward_in_time``) or 1 to 0 with the log-determinant of the map."""
-        grid = torch.tensor([0.0, 1.0] if forward_in_time else [1.0, 0.0], dtype=start.dtype, device=start.device)
-        if forward_in_time:
-            # the solver's likelihood runs from 1 to 0; from 0 to 1, log|det ∂r/∂z| = +∫ div v dt
-            end = self.decode(start, context)
-            _, log_det = self._integrate(end, context, forward_in_time=False)
-            return end, -log_det
-        end, log_det = self.solver.compute_likelihood(
-            x_1=start, log_p0=lambda x: x.new_zeros(x.shape[0]), step_size=1.0 / self.ode_steps, method=self.ode_method,
-            time_grid=grid, exact_divergence=self.exact_divergence, context=context)
-        return end.detach(), log_det.detach()
-
     def forward(self, r: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        return self._integrate(r, context, forward_in_time=False)
+        """Integrate from t = 1 to 0: latents and log|det ∂z/∂r| (the solver's likelihood with a
+        zero source density)."""
+        grid = torch.tensor([1.0, 0.0], dtype=r.dtype, device=r.device)
+        z, log_det = self.solver.compute_likelihood(
+            x_1=r, log_p0=lambda x: x.new_zeros(x.shape[0]), step_size=1.0 / self.ode_steps, method=self.ode_method,
+            time_grid=grid, exact_divergence=self.exact_divergence, context=context)
+        return z.detach(), log_det.detach()
 
     def inverse(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        return self._integrate(z, context, forward_in_time=True)
+        """Integrate from t = 0 to 1; log|det ∂r/∂z| is minus that of the way back from r."""
+        r = self.decode(z, context)
+        return r, -self(r, context)[1]
 
     def decode(self, z: Tensor, context: Tensor) -> Tensor:
         """Latents ``z [N, D]`` → local coordinates ``[N, D]`` (the sampling direction)."""

@@ -169,8 +169,7 @@ class LocalFrames(nn.Module):
         """Each neighbourhood's principal axes ``[K, d, d]`` (columns, decreasing variance),
         oriented (:meth:`_orient`) like those of its parent in a minimum spanning tree of the
         centres, from neighbourhood 0 outwards."""
-        variance, axes = torch.linalg.eigh(covariance)
-        variance, axes = variance.flip(-1).clamp_min(0), axes.flip(-1)
+        variance, axes = _principal_axes(covariance)
         k = axes.shape[0]
         if k == 1:
             return axes
@@ -217,8 +216,7 @@ class LocalFrames(nn.Module):
         centres = self.centre.unsqueeze(0) + torch.einsum("kdb,nkb->nkd", self.slope, offsets)
         mu = torch.einsum("nk,nkd->nd", w, centres)
         covariance = torch.einsum("nk,kij->nij", w, self.covariance)
-        variance, axes = torch.linalg.eigh(covariance.double())
-        variance, axes = variance.flip(-1).clamp_min(0), axes.flip(-1)
+        variance, axes = _principal_axes(covariance.double())
         scale = variance[:, : self.span].mean(-1).sqrt().clamp_min(1e-6)
         if bool(self.reference.any()):  # axes that follow y continuously
             axes = self._orient(axes, variance, torch.einsum("nk,kij->nij", w.double(), self.reference.double()))
@@ -239,6 +237,13 @@ class LocalFrames(nn.Module):
         """Points with local coordinates ``r [N, d]`` over ``y [N, d_B]``: ``[N, d]``."""
         mu, axes, scale = self.frame(y, cover)
         return mu + torch.einsum("nij,nj->ni", axes, r * scale.unsqueeze(1))
+
+
+def _principal_axes(covariance: Tensor) -> tuple[Tensor, Tensor]:
+    """Variances ``[..., d]`` (decreasing, at least 0) and principal axes ``[..., d, d]``
+    (columns) of covariances ``[..., d, d]``."""
+    variance, axes = torch.linalg.eigh(covariance)
+    return variance.flip(-1).clamp_min(0), axes.flip(-1)
 
 
 def _procrustes(basis: Tensor, target: Tensor) -> Tensor:
