@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # internal deprecation of its own; neither is actionable for a user of train.py.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+# a resumed run (ckpt_path=last) or a rerun in its own hydra.run.dir writes best.ckpt/last.ckpt in place
+warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty\.", UserWarning)
 
 
 def instantiate_list(cfg: DictConfig | None) -> list[Any]:
