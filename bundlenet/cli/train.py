@@ -21,7 +21,7 @@ from bundlenet.callbacks import MetricHistory, PlainProgress
 from bundlenet.checkpoint import checkpoint_step
 from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
 from bundlenet.errors import InputError
-from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent
+from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import run_lock, write_json, write_text
 
@@ -239,7 +239,8 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
     log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
     if model.conditional:
         gen = torch.Generator().manual_seed(protocol.seed)
-        base = bundle.sample_total(cfg.evaluation.plot_fibers, gen).base
+        # base points spread over the base: the farthest-apart of many drawn like the data
+        base = spread_points(bundle.sample_total(50 * cfg.evaluation.plot_fibers, gen).base, cfg.evaluation.plot_fibers)
         true = bundle.sample_fiber(base, protocol.num_points, gen)
         generated = model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu()
         image_shape = getattr(bundle, "image_shape", None)

@@ -77,7 +77,9 @@ class TabularDataModule(BundleDataModule):
         # each validation row over its own base value (a "nearest" fiber holds rows of nearby values)
         own = self.bundle.project(fibers.reshape(-1, fibers.shape[-1]), units="scaled").reshape(*fibers.shape[:2], -1)
         self.val = (val_base, fibers, floor, own)
-        log.info("data: %d training rows; validation W2 noise floor %.4f (scaled units)", self.num_train, float(floor.mean()))
+        scaling = getattr(self.bundle, "scaling", "none")
+        units = "" if scaling == "none" else f" (columns scaled by data.scaling={scaling}, as val/fiber_w2)"
+        log.info("data: %d training rows; validation W2 noise floor %.4f%s", self.num_train, float(floor.mean()), units)
 
 
 _MODULE_OPTIONS = set(inspect.signature(TabularDataModule.__init__).parameters) - {"self", "bundle"}
