@@ -73,7 +73,7 @@ def _run(tmp_path: Path, seed: int, reached: list[float], train_seconds: float) 
     for i, budget in enumerate((30.0, 60.0, 300.0)):
         hit = budget in reached
         budgets.append({"budget_s": budget, "step": 100 * (i + 1) if hit else 150,
-                        "checkpoint": str(tmp_path / ("budget_%gs.ckpt" % budget if hit else "last.ckpt")),
+                        "checkpoint": str(tmp_path / (f"budget_{budget:g}s.ckpt" if hit else "last.ckpt")),
                         "fiber": {"w2": {"value": 1.0, "ratio": 2.0 - i / 2} if hit else final["w2"],
                                   "precision": final["precision"], "coverage": final["coverage"]}})
     return Run(tmp_path / str(seed), "torus", "bundlenet", {}, {"train_seconds": train_seconds, "steps": 150, "fiber": final},
