@@ -31,7 +31,7 @@ from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, che
 from bundlenet.data.columns import infer_supports
 from bundlenet.data.judge import TableJudge
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import nearest_neighbour_distance, pairwise_distances, per_query
+from bundlenet.geometry import nearest_neighbour_distance, pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 
