@@ -170,6 +170,9 @@ def fiber_summary(fiber: dict[str, Any]) -> str:
         parts.append(f"coverage {fiber['coverage']['value']:.3g}{_ratio(fiber['coverage'])}")
     if "resimulation" in fiber:
         parts.append(f"re-simulation error {fiber['resimulation']['value']:.3g}")
+    if "forest_resimulation" in fiber:
+        parts.append(f"re-simulation error judged by a forest {fiber['forest_resimulation']['value']:.3g}"
+                     f"{_ratio(fiber['forest_resimulation'])}")
     return "; ".join(parts)
 
 

@@ -24,7 +24,7 @@ from bundlenet.data.images import DigitsBase, DigitsBundle
 from bundlenet.data.tabular import TabularBundle
 from bundlenet.data.uci import airfoil, wine
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import wasserstein
+from bundlenet.geometry import wasserstein
 
 log = logging.getLogger(__name__)
 

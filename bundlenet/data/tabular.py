@@ -29,8 +29,9 @@ from torch import Tensor
 
 from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, check_points, check_units
 from bundlenet.data.columns import infer_supports
+from bundlenet.data.judge import TableJudge
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import nearest_neighbour_distance, pairwise_distances, per_query
+from bundlenet.geometry import nearest_neighbour_distance, pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class TabularBundle(Bundle):
         nonnegative: bool = True,
     ) -> None:
         self._floor_twin: TabularBundle | None = None
+        self._judge: TableJudge | None = None
         self.total_names = tuple(str(n) for n in total_names)
         self.base_names = tuple(str(n) for n in base_names)
         self.fiber_circles = int(fiber_circles)
@@ -166,6 +168,7 @@ class TabularBundle(Bundle):
         self.base = base.to(dtype)
         self.scaled_total = ((total.double() - self.total_offset) / self.total_scale).to(dtype)
         self.scaled_base = ((base.double() - self.base_offset) / self.base_scale).to(dtype)
+        self.split_seed = int(split_seed)
         self.train_index, self.test_index = split_rows(total.shape[0], train_fraction, split_seed)
         if self.train_index.numel() < 2:
             raise InputError(f"data.train_fraction={train_fraction} leaves {self.train_index.numel()} training row(s) "
@@ -363,6 +366,23 @@ class TabularBundle(Bundle):
         nearest = torch.sort(dist, dim=1, stable=True).indices[:, :k]  # [B, K]
         pick = torch.randint(k, (scaled_base.shape[0], num_samples), generator=generator)
         return candidates[nearest.gather(1, pick)]
+
+    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
+                     reference: Tensor | None = None) -> dict[str, Tensor]:
+        """How far generated rows ``total [B, n, d_E]`` over ``base [B, d_B]`` are from real ones,
+        in scaled units, ``[B]`` each (:class:`~bundlenet.data.judge.TableJudge`, fitted on the
+        held-out rows): ``forest_resimulation``, the re-simulation error ‖f(x̂) − y‖ judged by a
+        random forest f, and ``nearest_row``, the median distance to the nearest row of the
+        table. Real rows are judged as held-out ones, so a sample of real fibers scores the
+        noise floors. None when the test split holds fewer than 10 rows."""
+        if self._judge is None:
+            if not TableJudge.usable(self.test_index.numel()):
+                return {}
+            self._judge = TableJudge(self.scaled_total, self.scaled_total[self.test_index],
+                                     self.scaled_base[self.test_index], seed=self.split_seed)
+        x = self._to_scaled(total, "total") if check_units(units) == "original" else total
+        y = self._to_scaled(base, "base") if units == "original" else base
+        return {"forest_resimulation": self._judge.resimulation(x, y), "nearest_row": self._judge.nearest_row(x)}
 
     def project(self, total: Tensor, units: Units = "original") -> Tensor:
         """π on data: the base of the nearest row in scaled total space (the map is known only on rows)."""

@@ -24,7 +24,8 @@ from torch import Tensor
 
 from bundlenet.bundles.base import Bundle
 from bundlenet.errors import BundleNetError, InputError, user_error
-from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
+from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics
+from bundlenet.geometry import mean_nearest_distance
 from bundlenet.models.base import BundleModel
 
 log = logging.getLogger("bundlenet.evaluation.protocol")

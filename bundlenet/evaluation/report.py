@@ -123,9 +123,11 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True), ("support", "in support", False),
+_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True),
+          ("resimulation", "re-simulation error", False), ("support", "in support", False),
           ("image_mmd", "image MMD / floor", True), ("accuracy", "classified as their digit", False),
-          ("ink_error", "ink error", False), ("confidence", "classifier confidence", False))
+          ("ink_error", "ink error", False), ("confidence", "classifier confidence", False),
+          ("forest_resimulation", "re-simulation (forest) / floor", True), ("nearest_row", "to nearest row / floor", True))
 
 
 def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:

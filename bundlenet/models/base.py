@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import per_query, wasserstein
+from bundlenet.geometry import per_query, wasserstein
 from bundlenet.nn.support import SupportTransform
 
 log = logging.getLogger(__name__)

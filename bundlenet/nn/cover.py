@@ -12,7 +12,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import pairwise_distances, per_query
+from bundlenet.geometry import pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 rank_zero_warn = rank_zero_only(log.warning)

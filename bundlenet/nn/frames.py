@@ -57,8 +57,8 @@ import torch
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from torch import Tensor, nn
 
+from bundlenet.geometry import distinct_rows
 from bundlenet.nn.cover import Cover
-from bundlenet.nn.trivialization import distinct_rows
 
 
 class LocalFrames(nn.Module):
