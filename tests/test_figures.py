@@ -94,3 +94,15 @@ def test_quality_against_time_stops_where_the_runs_stopped(tmp_path: Path, drawn
     assert all(max(line.get_xdata(), default=0) <= 60 for ax in fig.axes for line in ax.get_lines())
     short = time_curves([_run(tmp_path, 0, [], 2.0)])  # a 2-second run reached no budget: one point at 2 s
     assert short[0].budgets == (2.0,) and short[0].end
+
+
+def test_a_tables_columns_keep_their_own_scales(drawn: list[Any]) -> None:
+    gen = torch.Generator().manual_seed(0)
+    true = torch.stack([0.05 * torch.rand(1, 40, generator=gen), 100 * torch.rand(1, 40, generator=gen)], dim=-1)
+    plotting.plot_fibers("unused.png", torch.tensor([[6.0]]), true, true, ["chlorides", "free sulfur dioxide"], ["quality"],
+                         equal_scales=False)
+    plotting.plot_fibers("unused.png", torch.tensor([[6.0]]), true, true, ["chlorides", "free sulfur dioxide"], ["quality"])
+    (own, equal) = (fig.axes[0] for fig in drawn)
+    assert own.get_aspect() == "auto" and equal.get_aspect() == 1.0
+    assert own.get_xlim()[1] < 1  # chlorides span their own range, not the sulfur dioxide's
+    assert "the base column)" in drawn[0]._suptitle.get_text()

@@ -250,7 +250,8 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
         if image_shape is not None:
             plot_image_fibers(out / "fibers.png", base, true, generated, image_shape, bundle.base_names)
         else:
-            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names)
+            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names,
+                        equal_scales=bundle.spec.unscaled)  # a table's columns have units of their own
     else:
         log.info("no fibers.png: %s is unconditional", type(model).__name__)
     if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points
