@@ -94,3 +94,23 @@ def test_an_optuna_sweep_logs_no_alembic_plugin_lines(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     assert "Best value" in output and "setup plugin" not in output
+
+
+def test_the_final_and_budget_checkpoints_state_what_they_save(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning logs "`weights_only` was not set" (once per rank under ddp) for a save that leaves it open."""
+    import pytorch_lightning as pl
+
+    from bundlenet.callbacks import BudgetCheckpoints, FinalCheckpoint
+    from tests.conftest import make_torus_model
+
+    model, dm = make_torus_model(num_train=100, hidden_features=16, num_blocks=1)
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path,
+                         callbacks=[FinalCheckpoint(tmp_path), BudgetCheckpoints(tmp_path, budgets=[0.0])])
+    for name in ("pytorch_lightning", "lightning.pytorch"):  # Lightning's own handler may stop records short of caplog
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, datamodule=dm)
+    assert (tmp_path / "last.ckpt").is_file() and (tmp_path / "budget_0s.ckpt").is_file()
+    assert not [r.getMessage() for r in caplog.records if "weights_only" in r.getMessage()]
