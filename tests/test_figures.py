@@ -106,3 +106,11 @@ def test_a_tables_columns_keep_their_own_scales(drawn: list[Any]) -> None:
     assert own.get_aspect() == "auto" and equal.get_aspect() == 1.0
     assert own.get_xlim()[1] < 1  # chlorides span their own range, not the sulfur dioxide's
     assert "the base column)" in drawn[0]._suptitle.get_text()
+
+
+def test_a_one_coordinate_latent_is_drawn_per_neighbourhood(drawn: list[Any]) -> None:
+    latent = torch.linspace(-1, 1, 90).unsqueeze(1)
+    plotting.plot_latent("unused.png", latent, torch.arange(90) % 3, num_circles=0)
+    panel = drawn[0].axes[0]
+    assert (panel.get_xlabel(), panel.get_ylabel()) == ("fiber latent z0", "neighbourhood")
+    assert "3 of 3 shown" in drawn[0].axes[1].get_ylabel()

@@ -226,6 +226,13 @@ def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Ten
     norm = BoundaryNorm([b - 0.5 for b in range(max(shown, 1) + 1)], colours.N)
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.6 * len(pairs) + 0.8, 4.4), squeeze=False, layout="constrained")
     for j, (ax, (a, b)) in enumerate(zip(axes.flat, pairs)):
+        if z.shape[1] == 1:  # one latent coordinate: its values, one row per neighbourhood
+            points = ax.scatter(z[:, 0], k, c=k, s=8, cmap=colours, norm=norm)
+            ax.set_xlabel("fiber latent z0")
+            ax.set_ylabel("neighbourhood")
+            ax.set_yticks(range(shown))
+            ax.set_title("the one fiber coordinate, per neighbourhood", fontsize=9)
+            continue
         points = ax.scatter(z[:, a], z[:, b], c=k, s=8, cmap=colours, norm=norm)
         if principal:
             ax.set_xlabel("principal component 1 of the fiber latent")
@@ -236,8 +243,9 @@ def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Ten
         ax.set_aspect("equal", adjustable="datalim")
         if num_circles:
             ax.set_title(f"circle {j + 1} of {num_circles}: a good model draws a ring", fontsize=9)
-        elif chosen.shape[1] == 1:
-            ax.set_title("the one fiber coordinate", fontsize=9)
+        else:
+            shown_as = "its two main directions" if principal else "its two coordinates"
+            ax.set_title(f"no circle factor: {shown_as}", fontsize=9)
     bar = fig.colorbar(points, ax=axes.ravel().tolist(), ticks=range(shown))
     bar.set_label(f"neighbourhood of the cover ({shown} of {total_nbhds} shown)")
     fig.suptitle(f"Training points mapped into the fiber latent (neighbourhoods 0-{shown - 1} of {total_nbhds})", fontsize=10)
