@@ -40,8 +40,3 @@ class WarmupCosine:
 def cosine_with_warmup(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, final_fraction: float = 0.01) -> LambdaLR:
     """Linear warm-up for ``warmup_steps``, then cosine decay to ``final_fraction`` × the base rate (:class:`WarmupCosine`)."""
     return LambdaLR(optimizer, WarmupCosine(int(total_steps), int(warmup_steps), float(final_fraction)))
-
-
-def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
-    """No decay (the authors' effective schedule)."""
-    return LambdaLR(optimizer, lambda step: 1.0)

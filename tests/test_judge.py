@@ -6,6 +6,7 @@ import torch
 
 from bundlenet.data.judge import TableJudge
 from bundlenet.data.tabular import TabularBundle
+from bundlenet.evaluation.metrics import METRICS
 
 
 def sum_table(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +60,7 @@ def test_a_tables_fiber_scores_have_a_floor_from_real_rows() -> None:
     noise = real + 0.5 * torch.randn(real.shape, generator=torch.Generator().manual_seed(2), dtype=real.dtype)
     floor, worse = bundle.fiber_scores(real, base), bundle.fiber_scores(noise, base)
     assert set(floor) == {"forest_resimulation", "nearest_row"}
+    assert all(METRICS[name].ratio for name in floor)  # declared, with a floor to divide by
     assert all(v.shape == (4,) and torch.isfinite(v).all() for v in floor.values())
     assert (floor["nearest_row"] > 0).all()  # real rows are not their own nearest row
     assert worse["forest_resimulation"].mean() > floor["forest_resimulation"].mean()

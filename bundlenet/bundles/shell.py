@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSamples, Units, check_units
+from bundlenet.bundles.base import Units, check_units
+from bundlenet.bundles.radial import RadialBundle
 
 
-class TiltedShell(Bundle):
+class TiltedShell(RadialBundle):
     r"""Concentric 3-spheres with a direction density that tilts toward one pole as y grows.
 
     .. math::
@@ -21,7 +22,6 @@ class TiltedShell(Bundle):
     y = 1). Default κ = 3.
     """
 
-    base_names = ("y",)
     total_names = ("x1", "x2", "x3", "x4")
     fiber_circles = 0
     fiber_span = 3
@@ -31,21 +31,10 @@ class TiltedShell(Bundle):
             raise ValueError("TiltedShell needs tilt >= 0")
         self.tilt = float(tilt)
 
-    def _embed(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
+    def embed(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
         g = torch.randn((*y.shape, 4), generator=generator)
         g[..., 0] += self.tilt * y
         return (1 + y).unsqueeze(-1) * g / g.norm(dim=-1, keepdim=True)
-
-    def sample_total(self, num_samples: int, generator: torch.Generator | None = None) -> BundleSamples:
-        y = torch.rand(num_samples, generator=generator)
-        return BundleSamples(self._embed(y, generator), y.unsqueeze(1))
-
-    def sample_fiber(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        y = self.check_base(base)[:, 0]
-        return self._embed(y.unsqueeze(1).expand(-1, num_samples), generator)
-
-    def project(self, total: Tensor) -> Tensor:
-        return total.norm(dim=-1, keepdim=True) - 1
 
     def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
                           units: Units = "original") -> Tensor:

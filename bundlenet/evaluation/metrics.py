@@ -9,7 +9,7 @@ pair of (batches of) clouds, from one pass of nearest distances and kernel means
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import overload
 
 import torch
@@ -25,6 +25,25 @@ from bundlenet.geometry import (
 
 
 @dataclass(frozen=True)
+class Metric:
+    """What the evaluation and the report know of one metric (declared once, below).
+
+    Attributes:
+        name: its key in ``evaluation.json`` and ``metrics.json``.
+        label: its column in the report's tables.
+        ratio: reported as model / noise floor (distances), or as its value (metrics whose floor
+            is ≈ 0 by definition or can be negative, and shares).
+        over_time: its label in the report's quality-against-training-time table and figure
+            (``None``: not drawn there).
+    """
+
+    name: str
+    label: str
+    ratio: bool
+    over_time: str | None = None
+
+
+@dataclass(frozen=True)
 class CloudMetrics:
     r"""The evaluation metrics between true clouds T and generated clouds G (docs/evaluation.md).
 
@@ -36,12 +55,12 @@ class CloudMetrics:
     * ``w1``, ``w2`` = exact W₁, W₂ (:func:`wasserstein`).
     """
 
-    mmd: Tensor
-    msmd: Tensor
-    kl_fwd: Tensor
-    kl_bwd: Tensor
-    w1: Tensor
-    w2: Tensor
+    mmd: Tensor = field(metadata={"label": "MMD", "ratio": True})
+    msmd: Tensor = field(metadata={"label": "MSMD", "ratio": True})
+    kl_fwd: Tensor = field(metadata={"label": "KL-fwd", "ratio": False})  # the floor is ≈ 0 and can be negative
+    kl_bwd: Tensor = field(metadata={"label": "KL-bwd", "ratio": False})
+    w1: Tensor = field(metadata={"label": "W1", "ratio": True})
+    w2: Tensor = field(metadata={"label": "W2", "ratio": True, "over_time": "fiber W2 / floor"})
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -49,6 +68,26 @@ class CloudMetrics:
 
     def items(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in self.names()}
+
+
+# metrics of fibers beside the cloud metrics, computed by the protocol (precision, coverage,
+# re-simulation) or by a bundle's fiber_scores (tables, images)
+FIBER_SCORES = (
+    Metric("precision", "precision", False, "precision (mean distance to the fiber)"),
+    Metric("coverage", "coverage / floor", True, "coverage / floor"),
+    Metric("resimulation", "re-simulation error", False),
+    Metric("support", "in support", False, "share inside the support"),
+    Metric("image_mmd", "image MMD / floor", True),
+    Metric("accuracy", "classified as their digit", False),
+    Metric("ink_error", "ink error", False),
+    Metric("confidence", "classifier confidence", False),
+    Metric("forest_resimulation", "re-simulation (forest) / floor", True),
+    Metric("nearest_row", "to nearest row / floor", True),
+)
+METRICS: dict[str, Metric] = {
+    **{f.name: Metric(f.name, **f.metadata) for f in fields(CloudMetrics)},
+    **{m.name: m for m in FIBER_SCORES},
+}
 
 
 def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None) -> CloudMetrics:

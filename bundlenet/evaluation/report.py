@@ -24,11 +24,10 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import CloudMetrics
+from bundlenet.evaluation.metrics import FIBER_SCORES, METRICS, CloudMetrics
 
 log = logging.getLogger("bundlenet.evaluation.report")
 
-LABELS = {"mmd": "MMD", "msmd": "MSMD", "kl_fwd": "KL-fwd", "kl_bwd": "KL-bwd", "w1": "W1", "w2": "W2"}
 MODEL_ORDER = ("bundlenet", "bundlenet_paper", "cflow", "cfm", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
 DATA_ORDER = ("torus", "sliced_torus", "moebius", "wine", "airfoil", "csv")
 
@@ -123,11 +122,7 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True),
-          ("resimulation", "re-simulation error", False), ("support", "in support", False),
-          ("image_mmd", "image MMD / floor", True), ("accuracy", "classified as their digit", False),
-          ("ink_error", "ink error", False), ("confidence", "classifier confidence", False),
-          ("forest_resimulation", "re-simulation (forest) / floor", True), ("nearest_row", "to nearest row / floor", True))
+_EXTRA = tuple((m.name, m.label, m.ratio) for m in FIBER_SCORES)
 
 
 def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
@@ -136,7 +131,7 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
     swept = varying(runs)
     extra = [(n, label, ratio) for n, label, ratio in _EXTRA
              if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)]
-    header = ["data", "model", *swept, *[LABELS[n] for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
+    header = ["data", "model", *swept, *[METRICS[n].label for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|"]
     # a swept data option (e.g. data.base of digits) makes a data set of its own, with its own floor
     data_keys = [k for k in swept if k.startswith("data.")]
@@ -179,8 +174,7 @@ def _ratio(result: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- quality against time
-TIME_METRICS = (("w2", "ratio", "fiber W2 / floor"), ("precision", "value", "precision (mean distance to the fiber)"),
-                ("coverage", "ratio", "coverage / floor"), ("support", "value", "share inside the support"))
+TIME_METRICS = tuple((m.name, "ratio" if m.ratio else "value", m.over_time) for m in METRICS.values() if m.over_time)
 
 
 @dataclass(frozen=True)
