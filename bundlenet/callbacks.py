@@ -61,7 +61,7 @@ class FinalCheckpoint(pl.Callback):
             last = getattr(cb, "last_model_path", "")
             if last and Path(last) == self.path and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
                 return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: a run resumes from it
         log.info("final checkpoint (step %d): %s", trainer.global_step, self.path)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,7 +95,7 @@ class BudgetCheckpoints(pl.Callback):
         elapsed = time.monotonic() - self._start
         while self._next < len(self.budgets) and elapsed >= self.budgets[self._next]:
             budget = self.budgets[self._next]
-            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt")
+            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt", weights_only=False)
             log.info("budget %gs reached at step %d", budget, trainer.global_step)
             self._next += 1
 

@@ -99,9 +99,11 @@ class TabularBundle(Bundle):
     Args:
         total: ``[N, d_E]`` input columns, original units.
         base: ``[N, d_B]`` output columns, original units.
-        total_names, base_names: column names (written by the sample CLI).
+        total_names: names of the input columns (written by the sample CLI).
+        base_names: names of the output columns.
         scaling: ``minmax10`` (the authors'), ``minmax10_shared``, ``standard`` or ``none``.
-        train_fraction, split_seed: the seeded train/test split.
+        train_fraction: share of the rows in the training split.
+        split_seed: seed of the train/test split.
         fibers: ``exact``, ``nearest``, or ``auto`` (exact when the base takes at most
             ``max_exact_values`` distinct values, else nearest).
         fiber_neighbours: K of the ``nearest`` rule.
@@ -111,9 +113,13 @@ class TabularBundle(Bundle):
             the authors' protocol) or ``test`` (held-out rows only; the noise floor then draws
             each fiber from the training rows, :meth:`sample_fiber_floor`).
         fiber_circles: circle factors expected in a fiber (default of ``model.num_circles``).
-        bounds, discrete, max_discrete_values, min_atom_share, nonnegative: the columns'
-            supports (:func:`bundlenet.data.columns.infer_supports`): stated bounds, discrete
-            columns, point masses, and non-negative columns found in the data.
+        bounds: ``{column: [lower, upper]}`` stated bounds of input columns, either side
+            ``None`` (the columns' supports: :func:`bundlenet.data.columns.infer_supports`).
+        discrete: ``auto`` (columns with at most ``max_discrete_values`` distinct values), or
+            the list of discrete input columns (``[]``: none).
+        max_discrete_values: threshold of ``discrete="auto"``.
+        min_atom_share: a bound value that holds this share of a column's rows is a point mass.
+        nonnegative: a column whose values are all ≥ 0 gets the lower bound 0.
     """
 
     exact_map = False  # project() is the base of the nearest row: π is known only on the rows
