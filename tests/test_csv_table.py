@@ -129,7 +129,6 @@ def test_real_tables_have_no_extreme_cells() -> None:
     import pandas as pd
 
     from bundlenet.data.csv_table import check_extremes
-
     from tests.conftest import SHARED_DATA
 
     files = sorted((SHARED_DATA / "uci").glob("*")) if (SHARED_DATA / "uci").is_dir() else []
