@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from bundlenet.bundles.base import check_points
 from bundlenet.checkpoint import load_model
 from bundlenet.cli.common import CONF_DIR, run_cli
-from bundlenet.errors import InputError
+from bundlenet.errors import InputError, positive_int
 from bundlenet.io import atomic_path
 
 log = logging.getLogger("bundlenet.cli.sample")
@@ -88,9 +88,7 @@ def sample(cfg: DictConfig) -> Path:
     fmt = cfg.get("format", "csv")
     if fmt not in ("csv", "png"):
         raise InputError(f"format must be csv or png (png: image grids as well, for models trained on images), got {fmt!r}")
-    num = cfg.num_samples
-    if not isinstance(num, int) or num <= 0:
-        raise InputError(f"num_samples must be a positive integer, got {num}")
+    num = positive_int(cfg.num_samples, "num_samples")
     model = load_model(cfg.ckpt_path, map_location=cfg.device)
     image_shape = model.spec.image_shape
     if fmt == "png" and image_shape is None:
