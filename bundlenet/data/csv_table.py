@@ -67,28 +67,28 @@ def _as_list(columns: str | Sequence[str] | None) -> list[str] | None:
     return [str(c) for c in columns]
 
 
-def _read_text(p: Path) -> tuple[str, str, str | None]:
+def read_text(p: Path, option: str = "data.path") -> tuple[str, str, str | None]:
     """``(text, encoding, compression)`` of a table file: gzip is unpacked, UTF-8 (a byte-order
-    mark dropped) tried before Latin-1. Raises a one-line :class:`InputError` for folders,
+    mark dropped) tried before Latin-1. Errors name the file as ``option``. Raises a one-line :class:`InputError` for folders,
     unreadable and binary files."""
     if p.is_dir():
-        raise InputError(f"data.path {p} is a folder, not a table; give the file inside it as data.path=FILE.csv")
+        raise InputError(f"{option} {p} is a folder, not a table; give the file inside it as {option}=FILE.csv")
     if not p.is_file():
-        raise InputError(f"data.path {p} does not exist; give the table to learn from as data.path=FILE.csv")
+        raise InputError(f"{option} {p} does not exist; give the table to learn from as {option}=FILE.csv")
     try:
         raw = p.read_bytes()
     except OSError as err:
-        raise InputError(f"cannot read data.path {p} ({err.strerror or type(err).__name__}); "
+        raise InputError(f"cannot read {option} {p} ({err.strerror or type(err).__name__}); "
                          f"fix its permissions (chmod +r) or copy it somewhere readable") from None
     compression = None
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:
-            raise InputError(f"data.path {p} is a damaged gzip file ({err}); decompress it yourself and pass the table") from None
+            raise InputError(f"{option} {p} is a damaged gzip file ({err}); decompress it yourself and pass the table") from None
         compression = "gzip"
     if b"\x00" in raw[:_SNIFF_BYTES]:
-        raise InputError(f"data.path {p} is a binary file, not a delimited text table; export the data as CSV")
+        raise InputError(f"{option} {p} is a binary file, not a delimited text table; export the data as CSV")
     try:
         return raw.decode("utf-8-sig"), "utf-8-sig", compression
     except UnicodeDecodeError:
@@ -116,7 +116,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             binary, has a repeated column name, or has no data rows.
     """
     p = Path(path).expanduser()
-    text, encoding, compression = _read_text(p)
+    text, encoding, compression = read_text(p)
     sample = text[:_SNIFF_BYTES]
     if not sample.strip():
         raise InputError(f"data.path {p} is empty; it needs a header row of column names and rows of numbers")
