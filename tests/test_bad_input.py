@@ -475,10 +475,11 @@ def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 CLI_CASES = [
-    pytest.param("train", ["data=csv", "hydra.run.dir={tmp}/run"], "error: data.path is required: pass data.path=...", id="csv-no-path"),
+    pytest.param("train", ["data=csv", "hydra.run.dir={tmp}/run"], "error: data.path is required: pass data.path=...", id="csv-no-path",
+                 marks=pytest.mark.slow),
     pytest.param("train", ["hydra.run.dir={tmp}/finished"], "error: run directory {tmp}/finished holds a finished run", id="finished-run"),
     pytest.param("sample", ["base_points=[[4.5,0.0]]"], "error: ckpt_path is required: pass ckpt_path=...", id="sample-no-ckpt"),
-    pytest.param("evaluate", [], "error: ckpt_path is required: pass ckpt_path=...", id="evaluate-no-ckpt"),
+    pytest.param("evaluate", [], "error: ckpt_path is required: pass ckpt_path=...", id="evaluate-no-ckpt", marks=pytest.mark.slow),
     pytest.param("train", ["data=csv", "data.path={tmp}/big.csv", "hydra.run.dir={tmp}/run"],
                  "error: data.base_columns is required: pass data.base_columns=...", id="csv-no-base", marks=pytest.mark.slow),
     pytest.param("train", ["trainer=gpu", "hydra.run.dir={tmp}/run"], "error: trainer.accelerator=gpu (trainer=gpu) but",

@@ -56,22 +56,22 @@ def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
         raise InputError(f"base_points_file {p} has a non-numeric or short row ({err})") from None
 
 
-def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, list[bool]]:
-    """Samples ``[N, d_E]`` (original units) with each discrete column's values and each point
-    mass set to the exact value of the data (float64: the float32 round trip through the
-    scaling gives 90.00001 for 90), and which columns now hold such exact values."""
+def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``[N, d_E]`` (original units, float64) with each discrete column's values and each
+    point mass set to the exact value of the data (the float32 round trip through the scaling
+    gives 90.00001 for 90), and the mask ``[N, d_E]`` of the cells that now hold such a value."""
     x = samples.double().clone()
-    exact = [False] * x.shape[1]
+    exact = torch.zeros_like(x, dtype=torch.bool)
     for j, support in enumerate(supports or ()):
         if support.values:
             allowed = torch.tensor(support.values, dtype=torch.float64)
             x[:, j] = allowed[(x[:, j, None] - allowed).abs().argmin(dim=1)]
-            exact[j] = True
-        elif support.atoms:
+            exact[:, j] = True
+        for atom in support.atoms:
             span = max([1.0, *(abs(v) for v in (support.lower, support.upper) if v is not None)])
-            for atom in support.atoms:
-                x[:, j] = torch.where((x[:, j] - atom).abs() <= 1e-5 * span, torch.tensor(atom, dtype=torch.float64), x[:, j])
-            exact[j] = True
+            hit = (x[:, j] - atom).abs() <= 1e-5 * span
+            x[hit, j] = atom
+            exact[:, j] |= hit
     return x, exact
 
 
@@ -81,14 +81,14 @@ def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_na
     digits; the values of discrete columns and point masses of ``supports`` exactly as in the data)."""
     n = samples.shape[1]
     total, exact = snap_to_support(samples.reshape(-1, samples.shape[-1]), supports)
-    formats = ["{:.7g}"] * base.shape[1] + ["{:.15g}" if e else "{:.7g}" for e in exact]
-    rows = torch.cat([base.double().repeat_interleave(n, dim=0), total], dim=1)
+    base_rows = base.double().repeat_interleave(n, dim=0).tolist()
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow([*base_names, *total_names])
-            writer.writerows([[fmt.format(v) for fmt, v in zip(formats, row)] for row in rows.tolist()])
+            writer.writerows([[f"{v:.7g}" for v in b] + [f"{v:.15g}" if e else f"{v:.7g}" for v, e in zip(row, flags)]
+                              for b, row, flags in zip(base_rows, total.tolist(), exact.tolist())])
 
     write_output(path, write)
 
