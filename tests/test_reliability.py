@@ -4,6 +4,7 @@ failed save or a second job in the same run directory."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -208,3 +209,35 @@ def test_divergence_stops_training_in_one_line_without_saving(tmp_path: Path, po
         _trainer(tmp_path, [*([_Poison()] if poison else []), guard], max_steps=20).fit(model, datamodule=dm)
     assert "\n" not in str(info.value) and "lower model.optimizer.lr" in str(info.value)
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+class SendSignal(pl.Callback):
+    """Sends this process ``signum`` after ``step`` optimizer steps, as a scheduler preempting it would."""
+
+    def __init__(self, signum: int = 15, step: int = 5) -> None:
+        self.signum, self.step = signum, step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            if self.signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_preempted_run_saves_then_exits_non_zero_with_the_resume_command(tmp_path: Path, signum: int, code: int,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from bundlenet.cli.train import train
+    from tests.test_bad_input import compose_cfg
+
+    out = tmp_path / "run"
+    cfg = compose_cfg("train", ["logger=csv", "trainer.max_steps=200", "data.num_train=200", "model.num_nbhds=5",
+                                "model.hidden_features=16", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
+                                "+callbacks.signal._target_=tests.test_reliability.SendSignal", f"+callbacks.signal.signum={int(signum)}"], out)
+    with caplog.at_level("WARNING", logger="bundlenet"), pytest.raises(SystemExit) as info:
+        train(cfg)
+    assert info.value.code == code
+    assert _step(out / "checkpoints" / "last.ckpt") == 5 and not (out / "metrics.json").exists()
+    lines = [r.getMessage() for r in caplog.records if "interrupted by" in r.getMessage()]
+    assert len(lines) == 1 and f"at step 5; {out / 'checkpoints' / 'last.ckpt'} holds it: resume with `python train.py" in lines[0]
+    assert lines[0].endswith(f"ckpt_path=last hydra.run.dir={out}`") and not (out / ".lock").exists()

@@ -193,7 +193,6 @@ def _stop_interrupted(cfg: DictConfig, final: FinalCheckpoint, out: Path) -> Non
     else:
         log.warning("interrupted by %s before a checkpoint was written: run again with `%s`", signal_name,
                     command.replace(" ckpt_path=last", "") if not final.path.is_file() else command)
-    logging.shutdown()
     sys.exit(_SIGNAL_EXIT.get(signal_name, 1))
 
 
