@@ -507,3 +507,25 @@ def test_command_lines_give_one_error_line_and_exit_2(tmp_path: Path, module: st
     assert len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path)), proc.stderr[-2000:]
     assert {k: v for k, v in snapshot(tmp_path).items() if k in before} == before  # no existing file changed
     assert not (finished / ".lock").exists() and not (tmp_path / "typo").exists()
+
+
+def test_resuming_another_model_class_names_both(trained) -> None:
+    from bundlenet.cli.train import _check_model_class
+    from bundlenet.models.baselines.cfm import ConditionalFlowMatching
+
+    model, dm, ckpt = trained
+    _check_model_class(model, str(ckpt))  # the same class: fine
+    with pytest.raises(CheckpointError, match=r"holds a BundleNet model, this run trains a ConditionalFlowMatching; resume with the checkpoint's model="):
+        _check_model_class(ConditionalFlowMatching(dm.spec), str(ckpt))
+
+
+def test_evaluating_on_other_data_names_the_columns_not_the_specs() -> None:
+    from bundlenet import MoebiusBand, Torus
+    from bundlenet.evaluation.protocol import Protocol, evaluate_model
+    from tests.test_evaluation import OracleModel
+
+    with pytest.raises(InputError) as info:
+        evaluate_model(OracleModel(Torus()), MoebiusBand(), Protocol(iterations=1, num_global=50, num_fibers=2, num_points=20))
+    text = one_line(info.value)
+    assert "BundleSpec(" not in text and len(text) < 250, text
+    assert "columns (x, y, z) over (u, v) from Torus" in text and "pass the data= the model was trained on" in text

@@ -139,6 +139,8 @@ class RunDirGuard(HydraCallback):
         self._stack = ExitStack()
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
+            return  # a ddp launcher's other ranks run in rank 0's locked directory
         out = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
 
         def guard() -> None:
