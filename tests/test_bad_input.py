@@ -246,6 +246,7 @@ TRAIN_CASES_3 = [
     (["trainer.max_steps=abc"], "trainer.max_steps must be a positive integer (or -1: no limit), got 'abc'"),
     (["trainer.max_steps=-1", "trainer.max_epochs=0"], "trainer.max_epochs must be a positive integer"),
     (["seed=abc"], "seed must be an integer (or null), got 'abc'"),
+    (["evaluation.seed=1.5"], "evaluation.seed must be an integer (or null), got 1.5"),
     (["data.fiber_circles=5"], "data.fiber_circles=5 needs 10 total columns (2 per circle), the data has 3"),
     (["data.fiber_span=10"], "data.fiber_span=10 exceeds the 3 total column(s) (x, y, z)"),
     (["data.fiber_circles=1", "data.fiber_span=1"], "data.fiber_circles=1 needs data.fiber_span >= 2"),
@@ -330,6 +331,7 @@ SAMPLE_CASES_3 = [
     (["base_points=[[4.5,0.0]]", "output={tmp}"], "output {tmp} is a folder; give a file name"),
     (["base_points=[[4.5,0.0]]", "output={tmp}/keep.txt/out.csv"], "cannot write output {tmp}/keep.txt/out.csv: {tmp}/keep.txt is not a writable folder"),
     (["base_points=[[4.5,0.0]]", "device=tpu9"], "device=tpu9 is not a torch device; use device=cpu"),
+    (["base_points=[[4.5,0.0]]", "seed=abc"], "seed must be an integer (or null), got 'abc'"),
 ]
 if not torch.cuda.is_available():
     SAMPLE_CASES_3.append((["base_points=[[4.5,0.0]]", "device=cuda"], "device=cuda but this machine or torch build has no CUDA GPU; use device=cpu"))

@@ -55,6 +55,13 @@ def _missing_option(err: BaseException | None) -> str | None:
     return None
 
 
+def check_seed(value: object, option: str = "seed") -> int | None:
+    """``value`` if it is an integer or ``None``; else a one-line :class:`InputError` naming ``option``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InputError(f"{option} must be an integer (or null), got {value!r}")
+    return value
+
+
 def check_device(device: str) -> str:
     """``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) if torch knows it and this machine has it;
     else a one-line :class:`InputError` naming the choices."""

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bundlenet.checkpoint import load_model
-from bundlenet.cli.common import CONF_DIR, check_device, check_output, run_cli, write_output
+from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.errors import InputError
 from bundlenet.evaluation.protocol import Evaluation, Protocol, bundle_from_data_config, evaluate_model
 from bundlenet.io import write_json
@@ -39,6 +39,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     ckpt_path = cfg.ckpt_path
     output = Path(cfg.output) if cfg.get("output") is not None else default_output(ckpt_path)
     check_output(output, bool(cfg.get("overwrite", False)))
+    check_seed(cfg.get("seed"))
+    check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
     protocol = Protocol.from_config(cfg.evaluation)
     model = load_model(ckpt_path, map_location=check_device(cfg.device))
     if cfg.get("data") is not None:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bundlenet.bundles.base import ColumnSupport, check_points
 from bundlenet.checkpoint import load_model
-from bundlenet.cli.common import CONF_DIR, check_device, check_output, run_cli, write_output
+from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.data.csv_table import read_header, read_text, sniff_delimiter
 from bundlenet.errors import InputError, positive_int
 
@@ -119,6 +119,7 @@ def sample(cfg: DictConfig) -> Path:
     output = Path(cfg.output)
     check_output(output, bool(cfg.overwrite))
     device = check_device(cfg.device)
+    seed = check_seed(cfg.seed)
     fmt = cfg.get("format", "csv")
     if fmt not in ("csv", "png"):
         raise InputError(f"format must be csv or png (png: image grids as well, for models trained on images), got {fmt!r}")
@@ -146,7 +147,7 @@ def sample(cfg: DictConfig) -> Path:
         existing = [p for p in image_paths(output, base.shape[0]) if p.exists()]
         if existing:
             raise InputError(f"image {existing[0]} exists; choose another output= or pass overwrite=true")
-    samples = model.sample_fiber(base, num, seed=cfg.seed, units=units)
+    samples = model.sample_fiber(base, num, seed=seed, units=units)
     write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names,
                   model.spec.total_support if units == "original" else None)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)

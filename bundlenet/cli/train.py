@@ -24,7 +24,7 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from bundlenet.callbacks import FinalCheckpoint, MetricHistory, PlainProgress
 from bundlenet.checkpoint import checkpoint_step, read_checkpoint
-from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
+from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, quiet_lightning, run_cli
 from bundlenet.errors import CheckpointError, InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
@@ -70,9 +70,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def check_train_options(cfg: DictConfig) -> None:
     """Refuse options that would train nothing or fail deep inside Lightning: the seed, the
     training length, a GPU trainer without a GPU, a checkpoint path that does not exist."""
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"seed must be an integer (or null), got {seed!r}")
+    check_seed(cfg.get("seed"))
+    check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
     steps, epochs = cfg.trainer.get("max_steps", -1), cfg.trainer.get("max_epochs", -1)
     for name, value in (("max_steps", steps), ("max_epochs", epochs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1):
