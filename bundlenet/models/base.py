@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError, positive_int
-from bundlenet.evaluation.metrics import per_query, wasserstein
+from bundlenet.geometry import per_query, wasserstein
 from bundlenet.nn.support import SupportTransform
 
 log = logging.getLogger(__name__)
@@ -91,18 +91,31 @@ class EmpiricalBase(nn.Module):
             self.points = torch.empty_like(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def warn_if_far(self, base: Tensor, fraction: float = 0.1) -> None:
-        """Warn about base points farther than ``fraction`` × the training base extent from every
-        training base point: their fibers are extrapolated."""
+    def warn_if_far(self, base: Tensor, spec: BundleSpec, fraction: float = 0.1) -> None:
+        """Warn about base points (``[B, d_B]``, scaled units) farther than ``fraction`` × the
+        training base extent from every training base point: their fibers are extrapolated.
+
+        The message is in the table's own units (``spec.to_original``): the base point as the
+        user gave it, the nearest training base point and the training range of each column.
+        """
         if self.points.shape[0] == 0:
             return
         extent = float((self.points.max(0).values - self.points.min(0).values).norm())
-        distance = per_query(base.to(self.points), self.points, lambda d: d.min(dim=1).values)
+        base = base.to(self.points)
+        nearest = per_query(base, self.points, lambda d: d.argmin(dim=1))
+        distance = (base - self.points[nearest]).norm(dim=1)
         far = (distance > fraction * extent).nonzero().squeeze(1).tolist()
+        if not far:
+            return
+        names = spec.base_names
+        original = spec.to_original(base, "base")
+        training = spec.to_original(self.points, "base")
+        ranges = ", ".join(f"{n} {lo:.4g} to {hi:.4g}" for n, lo, hi in
+                           zip(names, training.min(0).values.tolist(), training.max(0).values.tolist(), strict=True))
         for i in far[:5]:
             log.warning(
-                "base point %d %s is %.3g from the nearest training base point (data extent %.3g): "
-                "its fiber is extrapolated", i, [round(v, 4) for v in base[i].tolist()], float(distance[i]), extent,
+                "base point %d (%s) is far from every training base point (nearest: %s; training range: %s): "
+                "its fiber is extrapolated", i, _named(names, original[i]), _named(names, training[nearest[i]]), ranges,
             )
 
     def draw(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -110,6 +123,11 @@ class EmpiricalBase(nn.Module):
             raise InputError("this model has no training base points; train it (or load a trained checkpoint) before sample()")
         idx = torch.randint(self.points.shape[0], (num_samples,), generator=generator, device=self.points.device)
         return self.points[idx]
+
+
+def _named(names: tuple[str, ...] | list[str], point: Tensor) -> str:
+    """``"u=4.5, v=0"``: a base point ``[d_B]`` with its column names."""
+    return ", ".join(f"{n}={v:.4g}" for n, v in zip(names, point.tolist(), strict=True))
 
 
 class BundleModel(pl.LightningModule, ABC):
@@ -217,7 +235,7 @@ class BundleModel(pl.LightningModule, ABC):
             raise InputError(f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples")
         num_samples = positive_int(num_samples, "num_samples")
         base = self.check_base(base, units)
-        self.base_bank.warn_if_far(base)
+        self.base_bank.warn_if_far(base, self.spec)
         repeated = base.repeat_interleave(int(num_samples), dim=0)
         x = self._generate_eval(repeated, self._generator(seed, generator))
         x = x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
