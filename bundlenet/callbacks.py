@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from bundlenet.errors import DivergenceError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,43 @@ class MetricHistory(pl.Callback):
         if not trainer.sanity_checking:
             self._record(trainer, "val/")
 
+    def state_dict(self) -> dict[str, Any]:
+        """The history so far, saved in every checkpoint: a resumed run's curves start at step 0."""
+        return {"history": {name: [list(p) for p in points] for name, points in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = defaultdict(list, {name: [(int(s), float(v)) for s, v in points]
+                                          for name, points in state_dict.get("history", {}).items()})
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training at the first step whose loss is non-finite or larger than ``max_loss`` in
+    magnitude (a diverged run: its samples are garbage, and every later step only spreads the
+    NaN or inf), with a one-line :class:`~bundlenet.errors.DivergenceError` naming the step, the
+    value and the options to change. The loss is the training step's (``train/*loss*`` scalars
+    for models that optimise manually, e.g. the GANs). No checkpoint of the diverged weights is
+    written."""
+
+    def __init__(self, max_loss: float = 1e8) -> None:
+        if not (isinstance(max_loss, (int, float)) and max_loss > 0):
+            raise DivergenceError(f"callbacks.divergence.max_loss must be a positive number, got {max_loss!r}")
+        self.max_loss = float(max_loss)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: object) -> None:
+        losses: dict[str, float] = {}
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            losses["train/loss"] = float(loss.detach())
+        else:
+            losses.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                           if k.startswith("train/") and "loss" in k and v.numel() == 1})
+        for name, value in losses.items():
+            if not math.isfinite(value) or abs(value) > self.max_loss:
+                raise DivergenceError(
+                    f"training diverged at step {trainer.global_step}: {name} = {value:.3g} (non-finite or beyond "
+                    f"callbacks.divergence.max_loss={self.max_loss:g}); lower model.optimizer.lr or set "
+                    f"trainer.gradient_clip_val, then train again")
+
 
 class FinalCheckpoint(pl.Callback):
     """Writes ``dirpath/filename.ckpt`` with the final weights whenever training ends: at
@@ -48,11 +90,18 @@ class FinalCheckpoint(pl.Callback):
     resumed one) would leave an older step on disk.
 
     The write goes through the trainer's checkpoint writer (atomic: a failed save keeps the
-    previous file).
+    previous file), once per run: a :class:`~pytorch_lightning.callbacks.ModelCheckpoint` whose
+    ``last.ckpt`` is this file is told that it is saved, so it does not write it again.
+
+    Attributes:
+        interrupted: ``"SIGTERM"`` or ``"SIGINT"`` when training stopped on that signal, else ``None``.
+        saved_step: the step of the last save by this callback (``None`` before one).
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.interrupted: str | None = None
+        self.saved_step: int | None = None
 
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:  # type: ignore[attr-defined]  # Lightning sets fast_dev_run at run time
@@ -62,15 +111,23 @@ class FinalCheckpoint(pl.Callback):
             if last and Path(last) == self.path and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
                 return
         trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: a run resumes from it
+        self.saved_step = trainer.global_step
+        for cb in trainer.checkpoint_callbacks:  # the same file: ModelCheckpoint's end-of-training save is done
+            if getattr(cb, "save_last", False) and Path(getattr(cb, "dirpath", "") or "", "last.ckpt") == self.path:
+                cb._last_checkpoint_saved = str(self.path)  # type: ignore[attr-defined]  # ModelCheckpoint: its last save
+                cb._last_global_step_saved = trainer.global_step  # type: ignore[attr-defined]
+                cb.last_model_path = str(self.path)  # type: ignore[attr-defined]
         log.info("final checkpoint (step %d): %s", trainer.global_step, self.path)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            log.info("interrupted at step %d (%s): saving the weights", trainer.global_step, type(exception).__name__)
-            self._save(trainer)
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            self.interrupted = "SIGTERM" if isinstance(exception, SIGTERMException) else "SIGINT"
+            if trainer.global_step > 0:
+                log.info("interrupted at step %d (%s): saving the weights", trainer.global_step, self.interrupted)
+                self._save(trainer)
 
 
 class BudgetCheckpoints(pl.Callback):

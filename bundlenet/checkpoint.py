@@ -54,8 +54,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:  # torch raises many types (and long messages) for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {p}: the file is incomplete or not a checkpoint "
-                              f"(an interrupted save or copy?); {_FIX}") from None
+        raise CheckpointError(f"cannot read checkpoint {p}: incomplete or not a checkpoint; give a complete .ckpt written by train.py") from None
     if not isinstance(ckpt, dict) or "bundlenet" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{p} is not a bundlenet checkpoint; {_FIX}")
     return ckpt
@@ -100,8 +99,12 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     ckpt = read_checkpoint(path)
     check_version(str(ckpt["bundlenet"].get("version", "unknown")), path)
     cls = model_class(str(ckpt["bundlenet"].get("model", "")))
+    hparams = ckpt.get("hyper_parameters", {})
+    if not isinstance(hparams, dict):
+        raise CheckpointError(f"checkpoint {path} has no model options (hyper_parameters is {type(hparams).__name__}); "
+                              f"it was edited or not written by train.py: {_FIX}")
     try:
-        model = cls(**ckpt.get("hyper_parameters", {}))
+        model = cls(**hparams)
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, RuntimeError) as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
@@ -109,6 +112,12 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             f"checkpoint {path} does not match this bundlenet version "
             f"(written by {ckpt['bundlenet'].get('version', '?')}): {first}"
         ) from None
+    broken = next((name for name, value in model.state_dict().items()
+                   if value.is_floating_point() and bool(torch.isnan(value).any())), None)
+    broken = broken or next((name for name, value in model.named_parameters() if not bool(torch.isfinite(value).all())), None)
+    if broken is not None:
+        raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights ({broken}): its training diverged; "
+                              f"use another checkpoint of the run (best.ckpt) or retrain with a lower model.optimizer.lr")
     data = ckpt["bundlenet"].get("data")
     model.data_config = data if isinstance(data, dict) else None
     return model.to(map_location).eval()

@@ -7,6 +7,8 @@ code 2 instead of a traceback.
 
 from __future__ import annotations
 
+import numbers
+
 
 class BundleNetError(Exception):
     """Base class of the errors a user can fix by changing their input or options."""
@@ -18,6 +20,19 @@ class InputError(BundleNetError, ValueError):
 
 class CheckpointError(BundleNetError):
     """A checkpoint is missing, unreadable, or was not written by bundlenet."""
+
+
+class DivergenceError(BundleNetError, FloatingPointError):
+    """Training diverged (a non-finite or exploding loss): the message names the step and the
+    options to change."""
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an ``int`` if it is a positive integer (Python or NumPy; ``True`` and ``2.5``
+    are not), else a one-line :class:`InputError` naming the option ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def user_error(err: BaseException | None) -> BundleNetError | None:

@@ -6,6 +6,7 @@ file is only replaced once the new content is complete.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -57,35 +58,81 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
         writer(tmp)
 
 
+_HELD: dict[Path, int] = {}  # run directories this process holds the lock of → nesting depth
+
+
+def holds_lock(directory: str | os.PathLike[str]) -> bool:
+    """Whether this process holds the run lock of ``directory`` (:func:`run_lock`)."""
+    return Path(directory).resolve() / ".lock" in _HELD
+
+
 @contextmanager
-def run_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold ``directory/.lock`` (this process's pid) while a job writes into ``directory``.
+def run_lock(directory: str | os.PathLike[str], break_lock: bool = False) -> Iterator[None]:
+    """Hold ``directory/.lock`` (``<pid> <host>``) while a job writes into ``directory``.
 
     A second job pointed at the same directory stops at once with a one-line
-    :class:`~bundlenet.errors.InputError` naming the directory and the running process. A lock
-    left by a process that no longer exists (killed) is taken over.
+    :class:`~bundlenet.errors.InputError` naming the directory, the process and its host. A lock
+    left by a process of this host that no longer exists (killed) is taken over; a lock of
+    another host (a shared file system) is never taken over, since its process cannot be
+    checked from here, unless ``break_lock`` (``break_lock=true``). The lock is re-entrant
+    within one process, and removed at exit even when the process ends by ``sys.exit``.
     """
-    path = Path(directory) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+    path = Path(directory).resolve() / ".lock"
+    if path in _HELD:
+        _HELD[path] += 1
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+            yield
+        finally:
+            _HELD[path] = max(_HELD.get(path, 1) - 1, 1)
+        return
+    host = socket.gethostname()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
             try:
-                pid = int(path.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pid = -1
-            if pid > 0 and _alive(pid):
-                raise InputError(f"run directory {directory} is in use by process {pid} (another train.py); "
-                                 f"wait for it, or pass another hydra.run.dir") from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {socket.gethostname()}\n")
-        break
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid, owner = _lock_owner(path)
+                if owner not in (None, host) and not break_lock:
+                    raise InputError(f"run directory {directory} is locked by process {pid} on host {owner}; wait for "
+                                     f"that job, or pass break_lock=true if it is gone, or another hydra.run.dir") from None
+                if owner in (None, host) and pid > 0 and _alive(pid):
+                    raise InputError(f"run directory {directory} is in use by process {pid} (another train.py); "
+                                     f"wait for it, or pass another hydra.run.dir") from None
+                path.unlink(missing_ok=True)  # stale: its process is gone (or break_lock)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {host}\n")
+            break
+        else:
+            raise InputError(f"run directory {directory}: another job took its lock at the same moment; pass another hydra.run.dir")
+    except OSError as err:
+        raise InputError(f"cannot write the run directory {directory} ({err.strerror or type(err).__name__}); "
+                         f"pass a writable hydra.run.dir") from None
+    _HELD[path] = 1
+    atexit.register(_release, path, os.getpid())
     try:
         yield
     finally:
+        _release(path, os.getpid())
+
+
+def _lock_owner(path: Path) -> tuple[int, str | None]:
+    """``(pid, host)`` recorded in a lock file (``-1, None`` where unreadable)."""
+    try:
+        fields = path.read_text().split()
+        return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return -1, None
+
+
+def _release(path: Path, pid: int) -> None:
+    """Remove ``path`` if it is this process's lock (forked children leave their parent's)."""
+    if os.getpid() != pid:
+        return
+    _HELD.pop(path, None)
+    owner, host = _lock_owner(path)
+    if owner == pid and host in (None, socket.gethostname()):
         path.unlink(missing_ok=True)
 
 

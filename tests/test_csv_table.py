@@ -86,3 +86,94 @@ def test_datamodule_uses_the_training_split_in_scaled_units(tmp_path: Path) -> N
     assert sub.train_tensors()[0].shape == (30, 2)
     with pytest.raises(InputError, match="data.num_train=500 must be between 2 and the 80 rows"):
         csv_data(path, ["yield"], num_train=500)
+
+
+def _uniform_rows(n: int = 200) -> list[str]:
+    gen = torch.Generator().manual_seed(0)
+    return [",".join(f"{v:.4f}" for v in row) for row in (torch.rand(n, 4, generator=gen) * 2 - 1).tolist()]
+
+
+def _with(rows: list[str], line: int, text: str) -> list[str]:
+    rows = list(rows)
+    rows[line - 2] = text  # line 1 is the header
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "cell", "message"),
+    [
+        ("x1,x2,x3,y", 52, "1e30,0.1,0.2,0.3", "column 'x1' of {path} has the extreme value 1e+30 on line 52"),
+        ("x1,x2,x3,y", 9, "0.1,-2e12,0.2,0.3", "column 'x2' of {path} has the extreme value -2e+12 on line 9"),
+        ("x1,x2,x3,y", 52, "inf,0.1,0.2,0.3", "column 'x1' of {path} has the value inf on line 52 (infinite)"),
+        ("x1,x2,x3,y", 7, "0.1,0.1,-1e400,0.3", "column 'x3' of {path} has the value -inf on line 7 (infinite)"),
+        ("x1,x1,x3,y", 2, None, "the header names column 'x1' twice (columns 1 and 2)"),
+    ],
+)
+def test_extreme_infinite_cells_and_repeated_names_are_named(tmp_path: Path, header: str, line: int, cell: str | None,
+                                                              message: str) -> None:
+    rows = _uniform_rows() if cell is None else _with(_uniform_rows(), line, cell)
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(InputError) as err:
+        csv_bundle(path, ["y"], scaling="standard")
+    text = str(err.value)
+    assert message.format(path=path) in text and "\n" not in text, text
+    if "extreme" in message:
+        assert "data.extreme_values=keep" in text
+        kept = csv_bundle(path, ["y"], extreme_values="keep")
+        assert kept.num_rows == 200
+
+
+def test_real_tables_have_no_extreme_cells() -> None:
+    """The UCI tables (heavy-tailed columns such as wine's chlorides) pass the extreme-cell check."""
+    import pandas as pd
+
+    from bundlenet.data.csv_table import check_extremes
+    from tests.conftest import SHARED_DATA
+
+    files = sorted((SHARED_DATA / "uci").glob("*")) if (SHARED_DATA / "uci").is_dir() else []
+    if not files:
+        pytest.skip("the UCI files are not available")
+    for f in files:
+        frame = pd.read_csv(f, sep=None, engine="python", header=None if f.suffix == ".dat" else 0)
+        check_extremes(frame.apply(pd.to_numeric, errors="coerce").dropna(axis=1).astype(float), "error", str(f))
+
+
+@pytest.mark.parametrize("variant", ["gzip", "latin-1", "bom", "decimal-comma"])
+def test_compressed_latin1_bom_and_decimal_comma_files_are_read(tmp_path: Path, variant: str) -> None:
+    import gzip
+
+    rows = _uniform_rows(60)
+    header = "température,x2,x3,y" if variant == "latin-1" else "x1,x2,x3,y"
+    text = "\n".join([header, *rows]) + "\n"
+    path = tmp_path / "t.csv"
+    if variant == "gzip":
+        path.write_bytes(gzip.compress(text.encode()))
+    elif variant == "latin-1":
+        path.write_bytes(text.encode("latin-1"))
+    elif variant == "bom":
+        path.write_bytes(text.encode("utf-8-sig"))
+    else:
+        path.write_text(text.replace(",", ";").replace(".", ","))
+    bundle = csv_bundle(path, ["y"])
+    assert bundle.total_names == (header.split(",")[0], "x2", "x3") and bundle.num_rows == 60
+    first = [float(v) for v in rows[0].split(",")]
+    torch.testing.assert_close(bundle.total[0].double(), torch.tensor(first[:3], dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+def test_folders_binary_and_unreadable_files_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InputError, match=f"data.path {tmp_path} is a folder, not a table"):
+        csv_bundle(tmp_path, ["y"])
+    binary = tmp_path / "t.xlsx"
+    binary.write_bytes(b"PK\x03\x04\x00\x00binary")
+    with pytest.raises(InputError, match="is a binary file, not a delimited text table"):
+        csv_bundle(binary, ["y"])
+    locked = tmp_path / "locked.csv"
+    locked.write_text("x,y\n1,2\n")
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(InputError, match=rf"cannot read data.path {locked} \(Permission denied\); fix its permissions"):
+        csv_bundle(locked, ["y"])

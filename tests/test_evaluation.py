@@ -192,10 +192,11 @@ def test_evaluate_cli_needs_the_data_of_a_bare_checkpoint(tmp_path: Path, traine
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not record its data; pass data=" in lines[0], proc.stderr
 
-    proc = run_evaluate(f"ckpt_path={ckpt}", "data=torus", *SMALL_ARGS, cwd=tmp_path)
+    out = tmp_path / "evaluation.json"
+    proc = run_evaluate(f"ckpt_path={ckpt}", "data=torus", f"output={out}", *SMALL_ARGS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "noise floor mean [95% CI]" in proc.stdout and "evaluated in" in proc.stdout
-    payload = json.loads((tmp_path / "evaluation.json").read_text())
+    payload = json.loads(out.read_text())
     assert payload["bundle"] == "Torus" and payload["protocol"]["iterations"] == 2
     assert set(payload["fiber"]) == set(FIBER_METRICS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json"]  # no Hydra folders

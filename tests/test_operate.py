@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -64,6 +65,7 @@ def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL and last.exists() and not (out / "metrics.json").exists()
     killed_at = torch.load(last, weights_only=True)["global_step"]
     assert 0 < killed_at < 300
+    (last.parent / f".last.ckpt.{killed_at}.tmp").write_bytes(b"a save cut short by the kill")
 
     resumed = run(*args, "ckpt_path=last", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -74,6 +76,12 @@ def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     assert torch.load(last, weights_only=True)["global_step"] == 300  # the final weights are on disk
     assert metrics["checkpoint"] == str(last) and metrics["checkpoint_step"] == 300
     assert json.loads((out / "evaluation.json").read_text())["checkpoint_step"] == 300
+    assert not list(last.parent.glob(".*.tmp"))  # the interrupted save's leftovers are gone
+    with (out / "csv" / "metrics.csv").open() as f:  # the metric history before the kill survives the resume
+        steps = [int(float(row["step"])) for row in csv.DictReader(f)]
+    assert min(steps) < killed_at and max(steps) >= 299 and steps == sorted(steps)
+    history = torch.load(last, weights_only=True)["callbacks"]["MetricHistory"]["history"]
+    assert history["train/loss"][0][0] < killed_at  # curves.png is drawn from it
     model = load_model(last)
     assert model.cover.num_nbhds == 10
     assert model.sample_fiber([[4.5, 0.0]], 10, seed=0).shape == (1, 10, 3)

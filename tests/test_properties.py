@@ -55,3 +55,59 @@ def test_mmd_is_symmetric_and_nonnegative(gen: torch.Generator, n: int, m: int, 
     y = 2 * torch.randn(m, dim, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(mmd(x, y, blur), mmd(y, x, blur), atol=1e-12, rtol=1e-10)
     assert float(mmd(x, y, blur)) >= -1e-12
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    bundle_name=st.sampled_from(["torus", "moebius"]),
+    scope=st.sampled_from(["global", "fiber"]),
+    value=st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    row=st.integers(0, 10_000),
+    column=st.integers(0, 2),
+)
+def test_no_metric_scores_non_finite_samples(bundle_name: str, scope: str, value: float, row: int, column: int) -> None:
+    """One NaN or infinite coordinate anywhere in a model's global or fiber samples: the
+    evaluation refuses (evaluation.protocol.check_finite) instead of returning any score."""
+    import pytest
+
+    from bundlenet import MoebiusBand, Torus
+    from bundlenet.errors import BundleNetError
+    from bundlenet.evaluation.protocol import Protocol, evaluate_model
+    from tests.test_evaluation import OracleModel
+
+    class Broken(OracleModel):
+        def _poison(self, x: torch.Tensor) -> torch.Tensor:
+            flat = x.reshape(-1, x.shape[-1])
+            flat[row % flat.shape[0], column] = value
+            return x
+
+        def sample(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            x = super().sample(*args, **kwargs)
+            return self._poison(x) if scope == "global" else x
+
+        def sample_fiber(self, *args: object, **kwargs: object) -> torch.Tensor:  # type: ignore[override]
+            x = super().sample_fiber(*args, **kwargs)
+            return self._poison(x) if scope == "fiber" else x
+
+    bundle = Torus() if bundle_name == "torus" else MoebiusBand()
+    protocol = Protocol(iterations=1, num_global=60, global_ot_points=None, num_fibers=2, num_points=20, coverage_points=40, seed=1)
+    with pytest.raises(BundleNetError, match=f"the model's {scope} samples contain non-finite values"):
+        evaluate_model(Broken(bundle), bundle, protocol)
+
+
+@settings(max_examples=50, deadline=None)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 4)), bad=st.booleans(), seed=st.integers(0, 2**16))
+def test_check_finite_refuses_exactly_the_non_finite(shape: tuple[int, int, int], bad: bool, seed: int) -> None:
+    import pytest
+
+    from bundlenet.errors import BundleNetError
+    from bundlenet.evaluation.protocol import check_finite
+
+    gen = torch.Generator().manual_seed(seed)
+    x = 1e6 * torch.randn(*shape, generator=gen)
+    if bad:
+        x.view(-1)[int(torch.randint(x.numel(), (1,), generator=gen))] = float("nan")
+        with pytest.raises(BundleNetError, match=r"contain non-finite values \(1 of"):
+            check_finite(x, "fiber")
+    else:
+        check_finite(x, "fiber")

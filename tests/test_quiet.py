@@ -78,7 +78,7 @@ def test_a_fast_run_and_its_rerun_emit_no_warnings(tmp_path: Path) -> None:
     run = tmp_path / "run"
     first = run_train(*FAST_RUN, "logger=csv", f"hydra.run.dir={run}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_train(*FAST_RUN, f"hydra.run.dir={run}", cwd=tmp_path)  # the default logger (wandb, offline), same dir
+    again = run_train(*FAST_RUN, "overwrite=true", f"hydra.run.dir={run}", cwd=tmp_path)  # the default logger (wandb, offline), same dir
     assert again.returncode == 0, again.stderr[-3000:]
     for proc in (first, again):
         lines = (proc.stdout + proc.stderr).splitlines()

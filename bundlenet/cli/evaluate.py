@@ -1,8 +1,11 @@
 """``python -m bundlenet.evaluate ckpt_path=PATH [data=NAME] [evaluation.iterations=10 ...]``.
 
 Prints a table of every metric's mean and 95% bootstrap CI over iterations beside the noise
-floor, and writes ``evaluation.json``. The true bundle comes from the data config recorded in
-the checkpoint by ``train.py`` (or from ``data=`` for checkpoints without one).
+floor, and writes the JSON into the checkpoint's run directory
+(``<run dir>/evaluation_<checkpoint name>.json``, e.g. ``evaluation_last.json``; ``output=`` to
+choose). An existing output is never replaced unless ``overwrite=true``. The true bundle comes
+from the data config recorded in the checkpoint by ``train.py`` (or from ``data=`` for
+checkpoints without one).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bundlenet.checkpoint import load_model
-from bundlenet.cli.common import CONF_DIR, run_cli
+from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.errors import InputError
 from bundlenet.evaluation.protocol import Evaluation, Protocol, bundle_from_data_config, evaluate_model
 from bundlenet.io import write_json
@@ -23,27 +26,40 @@ from bundlenet.io import write_json
 log = logging.getLogger("bundlenet.evaluate")
 
 
+def default_output(ckpt_path: str | Path) -> Path:
+    """``<run dir>/evaluation_<stem>.json`` for a checkpoint in ``<run dir>/checkpoints/``, else
+    beside the checkpoint: the run's own ``evaluation.json`` (train.py's) is never replaced."""
+    ckpt = Path(ckpt_path)
+    folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return folder / f"evaluation_{ckpt.stem}.json"
+
+
 def evaluate(cfg: DictConfig) -> Evaluation:
     """The evaluate command: load, evaluate, print the table, write the JSON."""
+    ckpt_path = cfg.ckpt_path
+    output = Path(cfg.output) if cfg.get("output") is not None else default_output(ckpt_path)
+    check_output(output, bool(cfg.get("overwrite", False)))
+    check_seed(cfg.get("seed"))
+    check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
     protocol = Protocol.from_config(cfg.evaluation)
-    model = load_model(cfg.ckpt_path, map_location=cfg.device)
+    model = load_model(ckpt_path, map_location=check_device(cfg.device))
     if cfg.get("data") is not None:
         bundle = bundle_from_data_config(cfg.data)
     elif model.data_config is not None:
         bundle = bundle_from_data_config(model.data_config)
     else:
-        raise InputError(f"checkpoint {cfg.ckpt_path} does not record its data; pass data=<name> (one of conf/data)")
+        raise InputError(f"checkpoint {ckpt_path} does not record its data; pass data=<name> (one of conf/data)")
     log.info("evaluating %s on %s: %d iterations, %d global points, %d fibers x %d points",
              type(model).__name__, type(bundle).__name__, protocol.iterations, protocol.num_global,
              protocol.num_fibers, protocol.num_points)
     result = evaluate_model(model, bundle, protocol)
-    payload = {"checkpoint": str(cfg.ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
-    write_json(Path(cfg.output), payload)
+    payload = {"checkpoint": str(ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
+    write_output(output, lambda tmp: write_json(tmp, payload))
     sys.stdout.write(result.table() + "\n")
     ot = protocol.ot_points
     if ot is not None:
         sys.stdout.write(f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points" + "\n")
-    sys.stdout.write(f"evaluated in {result.seconds:.1f} s; wrote {cfg.output}" + "\n")
+    sys.stdout.write(f"evaluated in {result.seconds:.1f} s; wrote {output}" + "\n")
     return result
 
 

@@ -12,6 +12,7 @@ generated images per base point next to the CSV: ``fibers_0.png``, ``fibers_1.pn
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from pathlib import Path
@@ -21,25 +22,30 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bundlenet.bundles.base import check_points
+from bundlenet.bundles.base import ColumnSupport, check_points
 from bundlenet.checkpoint import load_model
-from bundlenet.cli.common import CONF_DIR, run_cli
-from bundlenet.errors import InputError
-from bundlenet.io import atomic_path
+from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
+from bundlenet.data.csv_table import read_header, read_text, sniff_delimiter
+from bundlenet.errors import InputError, positive_int
 
 log = logging.getLogger("bundlenet.cli.sample")
 
 
 def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
-    """Base points from a CSV file whose header names the base columns."""
+    """Base points from a delimited text file whose header names the base columns (the delimiter
+    is detected, a byte-order mark dropped, gzip and Latin-1 read, as for ``data.path``)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(f"base_points_file not found: {p}")
-    with p.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+    text, _, _ = read_text(p, "base_points_file")
+    if not text.strip():
         raise InputError(f"base_points_file {p} is empty; it needs a header {','.join(names)} and rows")
-    header = [h.strip() for h in rows[0]]
+    sep = sniff_delimiter(text[:65_536])
+    try:
+        header = read_header(text, sep)
+    except InputError as err:
+        raise InputError(f"base_points_file {p}: {err}") from None
+    rows = list(csv.reader(io.StringIO(text), delimiter=sep))
     missing = [n for n in names if n not in header]
     if missing:
         raise InputError(f"base_points_file {p} lacks column(s) {missing}; its header is {header}, expected {list(names)}")
@@ -50,14 +56,41 @@ def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
         raise InputError(f"base_points_file {p} has a non-numeric or short row ({err})") from None
 
 
-def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_names: tuple[str, ...], total_names: tuple[str, ...]) -> None:
-    """Write the sample CSV atomically: ``base [B, d_B]``, ``samples [B, n, d_E]``."""
+def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``[N, d_E]`` (original units, float64) with each discrete column's values and each
+    point mass set to the exact value of the data (the float32 round trip through the scaling
+    gives 90.00001 for 90), and the mask ``[N, d_E]`` of the cells that now hold such a value."""
+    x = samples.double().clone()
+    exact = torch.zeros_like(x, dtype=torch.bool)
+    for j, support in enumerate(supports or ()):
+        if support.values:
+            allowed = torch.tensor(support.values, dtype=torch.float64)
+            x[:, j] = allowed[(x[:, j, None] - allowed).abs().argmin(dim=1)]
+            exact[:, j] = True
+        for atom in support.atoms:
+            span = max([1.0, *(abs(v) for v in (support.lower, support.upper) if v is not None)])
+            hit = (x[:, j] - atom).abs() <= 1e-5 * span
+            x[hit, j] = atom
+            exact[:, j] |= hit
+    return x, exact
+
+
+def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_names: tuple[str, ...], total_names: tuple[str, ...],
+                  supports: tuple[ColumnSupport, ...] | None = None) -> None:
+    """Write the sample CSV atomically: ``base [B, d_B]``, ``samples [B, n, d_E]`` (7 significant
+    digits; the values of discrete columns and point masses of ``supports`` exactly as in the data)."""
     n = samples.shape[1]
-    rows = torch.cat([base.repeat_interleave(n, dim=0), samples.reshape(-1, samples.shape[-1])], dim=1)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*base_names, *total_names])
-        writer.writerows([[f"{v:.7g}" for v in row] for row in rows.tolist()])
+    total, exact = snap_to_support(samples.reshape(-1, samples.shape[-1]), supports)
+    base_rows = base.double().repeat_interleave(n, dim=0).tolist()
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([*base_names, *total_names])
+            writer.writerows([[f"{v:.7g}" for v in b] + [f"{v:.15g}" if e else f"{v:.7g}" for v, e in zip(row, flags)]
+                              for b, row, flags in zip(base_rows, total.tolist(), exact.tolist())])
+
+    write_output(path, write)
 
 
 def image_paths(output: Path, count: int) -> list[Path]:
@@ -82,16 +115,16 @@ def write_image_grids(output: Path, base: torch.Tensor, samples: torch.Tensor, n
 
 def sample(cfg: DictConfig) -> Path:
     """Run the sample command; return the written file."""
+    ckpt_path = cfg.ckpt_path  # a missing ckpt_path is reported before anything else
     output = Path(cfg.output)
-    if output.exists() and not cfg.overwrite:
-        raise InputError(f"output {output} exists; choose another output= or pass overwrite=true")
+    check_output(output, bool(cfg.overwrite))
+    device = check_device(cfg.device)
+    seed = check_seed(cfg.seed)
     fmt = cfg.get("format", "csv")
     if fmt not in ("csv", "png"):
         raise InputError(f"format must be csv or png (png: image grids as well, for models trained on images), got {fmt!r}")
-    num = cfg.num_samples
-    if not isinstance(num, int) or num <= 0:
-        raise InputError(f"num_samples must be a positive integer, got {num}")
-    model = load_model(cfg.ckpt_path, map_location=cfg.device)
+    num = positive_int(cfg.num_samples, "num_samples")
+    model = load_model(ckpt_path, map_location=device)
     image_shape = model.spec.image_shape
     if fmt == "png" and image_shape is None:
         raise InputError(f"format=png needs a model trained on images (e.g. data=digits); this one was trained on the "
@@ -114,8 +147,9 @@ def sample(cfg: DictConfig) -> Path:
         existing = [p for p in image_paths(output, base.shape[0]) if p.exists()]
         if existing:
             raise InputError(f"image {existing[0]} exists; choose another output= or pass overwrite=true")
-    samples = model.sample_fiber(base, num, seed=cfg.seed, units=units)
-    write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names)
+    samples = model.sample_fiber(base, num, seed=seed, units=units)
+    write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names,
+                  model.spec.total_support if units == "original" else None)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
     if fmt == "png" and image_shape is not None:
         pixels = samples if units == "original" else model.spec.to_original(samples, "total")

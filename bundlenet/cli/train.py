@@ -3,24 +3,29 @@ evaluate, and write the run's files."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import shlex
 import sys
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from bundlenet.callbacks import MetricHistory, PlainProgress
-from bundlenet.checkpoint import checkpoint_step
-from bundlenet.cli.common import CONF_DIR, check_group_choices, quiet_lightning, run_cli
-from bundlenet.errors import InputError
+from bundlenet.callbacks import FinalCheckpoint, MetricHistory, PlainProgress
+from bundlenet.checkpoint import checkpoint_step, read_checkpoint
+from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, quiet_lightning, run_cli
+from bundlenet.errors import CheckpointError, InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import run_lock, write_json, write_text
@@ -42,23 +47,160 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+# files of a run that a new run in the same directory would replace or mix with its own
+RUN_OUTPUTS = ("metrics.json", "evaluation.json", "budgets.json", "config.yaml", "fibers.png", "latent.png", "curves.png",
+               "csv/metrics.csv", "csv/hparams.yaml")
+_SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + the signal's number, as a shell reports a signalled job
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, evaluate and write outputs; return the final metrics (also in ``metrics.json``).
 
     The run directory is locked while the job runs (:func:`bundlenet.io.run_lock`): a second
-    job pointed at it stops at once. Ranks started by a ``ddp`` launcher share their rank 0's lock.
+    job pointed at it stops at once. A directory that holds a run is refused unless resumed
+    (``ckpt_path=last``) or replaced (``overwrite=true``): :func:`prepare_run_dir`. Ranks
+    started by a ``ddp`` launcher share their rank 0's lock.
     """
     if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
-        return _train(cfg)
-    with run_lock(cfg.paths.output_dir):
-        return _train(cfg)
+        return _train(cfg, resume_path(cfg, Path(cfg.paths.output_dir)))
+    check_train_options(cfg)
+    out = Path(cfg.paths.output_dir)
+    with run_lock(out, break_lock=bool(cfg.get("break_lock", False))):
+        return _train(cfg, prepare_run_dir(out, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False))))
 
 
-def _train(cfg: DictConfig) -> dict[str, Any]:
-    start = time.perf_counter()
+def check_train_options(cfg: DictConfig) -> None:
+    """Refuse options that would train nothing or fail deep inside Lightning: the seed, the
+    training length, a GPU trainer without a GPU, a checkpoint path that does not exist."""
+    check_seed(cfg.get("seed"))
+    check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
+    steps, epochs = cfg.trainer.get("max_steps", -1), cfg.trainer.get("max_epochs", -1)
+    for name, value in (("max_steps", steps), ("max_epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1):
+            raise InputError(f"trainer.{name} must be a positive integer (or -1: no limit), got {value!r}")
+    if steps in (None, -1) and epochs in (None, -1) and cfg.trainer.get("max_time") is None:
+        raise InputError("trainer.max_steps, trainer.max_epochs and trainer.max_time are all unlimited; set trainer.max_steps")
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise InputError(f"trainer.accelerator={accelerator} (trainer=gpu) but this machine or torch build has no CUDA GPU; "
+                         f"use the default trainer (CPU) or trainer.accelerator=cpu")
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise InputError(f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir")
+
+
+def resume_path(cfg: DictConfig, out: Path) -> str | None:
+    """The checkpoint a run resumes from: ``ckpt_path`` itself, ``<run dir>/checkpoints/last.ckpt``
+    for ``ckpt_path=last``, or ``None``."""
+    ckpt_path = cfg.get("ckpt_path")
+    return str(out / "checkpoints" / "last.ckpt") if ckpt_path == "last" else ckpt_path
+
+
+def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | None:
+    """Make ``out`` ready for this run and return the checkpoint to resume from.
+
+    Temporary files of an interrupted save (``.*.tmp``) are removed. A directory that holds a
+    run (``metrics.json`` or a checkpoint) is refused unless the run resumes (``ckpt_path=last``,
+    or a checkpoint inside ``out``) or ``overwrite`` is set, which removes that run's
+    checkpoints and results first (so no old ``best.ckpt`` stays beside the new files).
+    ``ckpt_path=last`` without ``out/checkpoints/last.ckpt`` is an error: nothing to resume.
+    """
+    checkpoints = out / "checkpoints"
+    stale = [p for folder in (out, checkpoints) if folder.is_dir() for p in folder.glob(".*.tmp")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temporary file(s) of an interrupted save: %s", len(stale), ", ".join(p.name for p in stale))
+    last = checkpoints / "last.ckpt"
+    if ckpt_path == "last":
+        if not last.is_file():
+            raise InputError(f"ckpt_path=last but {last} does not exist: nothing to resume; check hydra.run.dir "
+                             f"(the run to resume), or leave ckpt_path out to start a new run")
+        return str(last)
+    existing = [p for p in (out / "metrics.json", *sorted(checkpoints.glob("*.ckpt"))) if p.is_file()]
+    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(out.resolve())
+    if existing and not inside:
+        if not overwrite:
+            what = "a finished run" if (out / "metrics.json").is_file() else "an unfinished run"
+            raise InputError(f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
+                             f"resume it with ckpt_path=last, replace it with overwrite=true, or pass another hydra.run.dir")
+        for p in [*checkpoints.glob("*.ckpt"), *(out / name for name in RUN_OUTPUTS)]:
+            p.unlink(missing_ok=True)
+        log.info("overwrite=true: removed the previous run's checkpoints and results in %s", out)
+    return ckpt_path
+
+
+class RunDirGuard(HydraCallback):
+    """Hydra callback (``hydra.callbacks.run_dir`` in ``conf/train.yaml``) that takes the run
+    lock and checks the run directory (:func:`prepare_run_dir`) before Hydra writes anything
+    there (``.hydra/``, ``train.log``): a refused job changes no file of the run it met. Bad
+    input costs one ``error:`` line and exit 2. Multiruns check each job in :func:`train`."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
+            return  # a ddp launcher's other ranks run in rank 0's locked directory
+        out = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
+
+        def guard() -> None:
+            check_train_options(config)
+            if config.get("ckpt_path") == "last":  # nothing to resume: refused before the directory is made
+                prepare_run_dir(out, "last", False)
+            self._stack.enter_context(run_lock(out, break_lock=bool(config.get("break_lock", False))))
+            prepare_run_dir(out, config.get("ckpt_path"), bool(config.get("overwrite", False)))
+
+        run_cli(guard)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._stack.close()
+
+
+def _check_model_class(model: Any, ckpt_path: str | None) -> None:
+    """Refuse to resume a checkpoint of another model class, naming both."""
+    if ckpt_path is None:
+        return
+    saved = str(read_checkpoint(ckpt_path)["bundlenet"].get("model", ""))
+    mine = f"{type(model).__module__}.{type(model).__qualname__}"
+    if saved and saved != mine:
+        raise CheckpointError(f"the checkpoint {ckpt_path} holds a {saved.rpartition('.')[2]} model, this run trains a "
+                              f"{type(model).__name__}; resume with the checkpoint's model= option, or start a new run")
+
+
+def _carry_csv_history(loggers: list[Any], resume_step: int) -> None:
+    """Keep the rows up to ``resume_step`` of a resumed run's CSV log (Lightning's CSV logger
+    deletes its ``metrics.csv`` when it starts): the log continues where the checkpoint was."""
+    for lg in loggers:
+        if not isinstance(lg, CSVLogger):
+            continue
+        path = Path(lg.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").strip() and float(r["step"]) <= resume_step]
+        lg.experiment.metrics.extend({k: v for k, v in r.items() if v != ""} for r in rows)
+
+
+def _stop_interrupted(cfg: DictConfig, final: FinalCheckpoint, out: Path) -> None:
+    """After SIGTERM/SIGINT: one line saying what was saved and how to resume; exit 143/130."""
+    signal_name = final.interrupted or "SIGTERM"
+    try:
+        task = [a for a in HydraConfig.get().overrides.task
+                if not a.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", "overwrite="))]
+    except ValueError:  # not run by Hydra (tests, the Python API)
+        task = []
+    command = shlex.join(["python", "train.py", *task, "ckpt_path=last", f"hydra.run.dir={out}"])
+    if final.saved_step is not None:
+        log.warning("interrupted by %s at step %d; %s holds it: resume with `%s`", signal_name, final.saved_step, final.path, command)
+    else:
+        log.warning("interrupted by %s before a checkpoint was written: run again with `%s`", signal_name,
+                    command.replace(" ckpt_path=last", "") if not final.path.is_file() else command)
+    sys.exit(_SIGNAL_EXIT.get(signal_name, 1))
+
+
+def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
+    start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("seed") is not None:
@@ -73,6 +215,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
     # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
     model.fit_data(*datamodule.train_tensors())
+    _check_model_class(model, ckpt_path)
     callbacks = instantiate_list(cfg.get("callbacks"))
     extra: dict[str, Any] = {}
     if cfg.trainer.get("enable_progress_bar") is False or not sys.stdout.isatty():
@@ -82,6 +225,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         if not cfg.trainer.get("fast_dev_run"):
             callbacks.append(PlainProgress())
     loggers = instantiate_list(cfg.get("logger"))
+    if ckpt_path is not None:
+        _carry_csv_history(loggers, checkpoint_step(ckpt_path))
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
         # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
         log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
@@ -96,7 +241,15 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("output dir: %s", out)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    final = next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:  # Lightning's exit after a SIGINT, or its SIGTERM exception (exit code 0)
+        if final is not None and final.interrupted:
+            _stop_interrupted(cfg, final, out)
+        raise
+    if final is not None and final.interrupted:
+        _stop_interrupted(cfg, final, out)
     ckpt = final_checkpoint(trainer)
     # the checkpoints are written: the evaluation runs without the gradients and optimizer state
     model.zero_grad(set_to_none=True)

@@ -1,20 +1,31 @@
 """Any delimited text table as a bundle: ``data=csv data.path=FILE data.base_columns=[...]``.
 
-The delimiter is detected (``csv.Sniffer`` over ``, ; tab |``); the first line is the header.
+The delimiter is detected (``csv.Sniffer`` over ``, ; tab |``); the first line is the header,
+whose names must be distinct. Files may be gzip-compressed, UTF-8 (with or without a byte-order
+mark) or Latin-1; with a ``;``, tab or ``|`` delimiter, columns written with decimal commas
+(``1,5``) are read as numbers.
 Base columns are the outputs y, total columns the inputs x (default: every other numeric
 column, i.e. any column where some value parses as a number). Every chosen column must be numeric; missing values (empty, ``NA``, ``nan`` ...) are
 an error naming the first rows (``nan_policy=error``) or their rows are dropped
-(``nan_policy=drop``). The result is a :class:`~bundlenet.data.tabular.TabularBundle`.
+(``nan_policy=drop``). Infinite cells are an error naming the column and line, and so is an
+extreme cell (:func:`check_extremes`: a value far outside the range of the column's other rows,
+such as one ``1e30`` in a column of values in [-1, 1], which would squeeze every other row into
+a sliver of the scaled range) unless ``extreme_values=keep``. The result is a
+:class:`~bundlenet.data.tabular.TabularBundle`.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from bundlenet.data.tabular import TabularBundle
@@ -23,12 +34,25 @@ from bundlenet.errors import InputError
 log = logging.getLogger(__name__)
 
 NanPolicy = Literal["error", "drop"]
+ExtremePolicy = Literal["error", "keep"]
 _SNIFF_BYTES = 65_536
 _DELIMITERS = ",;\t|"
+_GZIP_MAGIC = b"\x1f\x8b"
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
+# extreme cells: outside [q_low - F·r, q_high + F·r], r = q_high - q_low the range of the
+# column's central rows (quantiles _EXTREME_QUANTILE and 1 - _EXTREME_QUANTILE)
+_EXTREME_QUANTILE = 0.01
+_EXTREME_FACTOR = 100.0
 
 
 def sniff_delimiter(sample: str) -> str:
-    """The delimiter of a text table from its first lines (``,`` when undecidable)."""
+    """The delimiter of a text table from its first lines (``,`` when undecidable). A header
+    without commas but with one other candidate (``;``, tab, ``|``) decides: rows of decimal
+    commas (``1,5;2,25``) would otherwise look comma-separated."""
+    header = sample.lstrip("\ufeff").splitlines()[0] if sample.strip() else ""
+    in_header = [d for d in _DELIMITERS if d in header]
+    if len(in_header) == 1 and in_header[0] != ",":
+        return in_header[0]
     try:
         return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
@@ -43,30 +67,94 @@ def _as_list(columns: str | Sequence[str] | None) -> list[str] | None:
     return [str(c) for c in columns]
 
 
+def read_text(p: Path, option: str = "data.path") -> tuple[str, str, str | None]:
+    """``(text, encoding, compression)`` of a table file: gzip is unpacked, UTF-8 (a byte-order
+    mark dropped) tried before Latin-1. Errors name the file as ``option``. Raises a one-line :class:`InputError` for folders,
+    unreadable and binary files."""
+    if p.is_dir():
+        raise InputError(f"{option} {p} is a folder, not a table; give the file inside it as {option}=FILE.csv")
+    if not p.is_file():
+        raise InputError(f"{option} {p} does not exist; give the table to learn from as {option}=FILE.csv")
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read {option} {p} ({err.strerror or type(err).__name__}); "
+                         f"fix its permissions (chmod +r) or copy it somewhere readable") from None
+    compression = None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise InputError(f"{option} {p} is a damaged gzip file ({err}); decompress it yourself and pass the table") from None
+        compression = "gzip"
+    if b"\x00" in raw[:_SNIFF_BYTES]:
+        raise InputError(f"{option} {p} is a binary file, not a delimited text table; export the data as CSV")
+    try:
+        return raw.decode("utf-8-sig"), "utf-8-sig", compression
+    except UnicodeDecodeError:
+        log.info("%s is not UTF-8: reading it as Latin-1", p)
+        return raw.decode("latin-1"), "latin-1", compression
+
+
+def read_header(text: str, sep: str) -> list[str]:
+    """The column names of a table's first line; a repeated name is an error naming it."""
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=sep), [])]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            raise InputError(f"the header names column {name!r} twice (columns {seen[name] + 1} and {i + 1}); "
+                             f"give every column its own name")
+        seen[name] = i
+    return header
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a delimited text table with a header row; raw values (strings where not numeric).
 
     Raises:
-        InputError: the path does not exist, or the file is empty or has no data rows.
+        InputError: the path does not exist or is a folder, the file is unreadable, empty,
+            binary, has a repeated column name, or has no data rows.
     """
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"data.path {p} does not exist; give the table to learn from as data.path=FILE.csv")
-    with p.open(newline="", errors="replace") as f:
-        sample = f.read(_SNIFF_BYTES)
+    text, encoding, compression = read_text(p)
+    sample = text[:_SNIFF_BYTES]
     if not sample.strip():
         raise InputError(f"data.path {p} is empty; it needs a header row of column names and rows of numbers")
     sep = sniff_delimiter(sample)
     try:
-        frame = pd.read_csv(p, sep=sep, skipinitialspace=True)
+        read_header(text, sep)
+    except InputError as err:
+        raise InputError(f"data.path {p}: {err}") from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=True)
+        if sep != "," and _has_decimal_commas(frame):
+            log.info("%s: numbers with decimal commas (1,5): reading ',' as the decimal mark", p)
+            frame = pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=True, decimal=",")
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"cannot parse data.path {p} as a {sep!r}-separated table ({first})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"data.path {p} has a header but no data rows")
-    log.info("read %s: %d rows, %d columns, delimiter %r", p, frame.shape[0], frame.shape[1], sep)
+    log.info("read %s: %d rows, %d columns, delimiter %r%s", p, frame.shape[0], frame.shape[1], sep,
+             f" ({compression}, {encoding})" if compression or encoding == "latin-1" else "")
     return frame
+
+
+def _has_decimal_commas(frame: pd.DataFrame) -> bool:
+    """Whether some text column holds only numbers written with a decimal comma (``1,5``) or
+    integers, at least one with a comma."""
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column):
+            continue
+        values = column.dropna().astype(str)
+        if values.empty:
+            continue
+        comma = values.str.match(_DECIMAL_COMMA)
+        if bool(comma.any()) and bool((comma | values.str.fullmatch(r"\s*[+-]?\d+\s*")).all()):
+            return True
+    return False
 
 
 def select_columns(frame: pd.DataFrame, base_columns: Sequence[str], total_columns: Sequence[str] | None, source: str) -> tuple[list[str], list[str]]:
@@ -112,7 +200,15 @@ def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) ->
         row = int(bad[:, int(cols[0])].nonzero()[0][0])
         raise InputError(f"column {col!r} of {source} is not numeric (line {row + 2}: {raw[col].iloc[row]!r}); "
                          f"fix the value or leave the column out of data.base_columns/data.total_columns")
-    return numeric.astype("float64")
+    values = numeric.astype("float64")
+    infinite = np.isinf(values.to_numpy())
+    if infinite.any():
+        j = int(infinite.any(axis=0).nonzero()[0][0])
+        row = int(infinite[:, j].nonzero()[0][0])
+        raise InputError(f"column {columns[j]!r} of {source} has the value {values[columns[j]].iloc[row]:g} on line {row + 2} "
+                         f"(infinite); replace it with a finite number or remove the row "
+                         f"({int(infinite.sum())} infinite cell(s) in the chosen columns)")
+    return values
 
 
 def drop_missing(values: pd.DataFrame, policy: NanPolicy, source: str) -> pd.DataFrame:
@@ -132,17 +228,48 @@ def drop_missing(values: pd.DataFrame, policy: NanPolicy, source: str) -> pd.Dat
     return values[~missing]
 
 
+def check_extremes(values: pd.DataFrame, policy: ExtremePolicy, source: str) -> None:
+    """Refuse a column whose range is dominated by a few rows: a cell farther than
+    ``_EXTREME_FACTOR`` times the spread of the column's central rows (its 1% to 99% quantiles)
+    from them. Any scaling would squeeze every other row of that column into a sliver of its
+    range (``minmax10``) or a fraction of one standard deviation (``standard``), and the model
+    would learn nothing of it. ``policy=keep`` keeps such values (a column that truly spans
+    orders of magnitude). The line numbers are those of the file (the header is line 1)."""
+    if policy not in ("error", "keep"):
+        raise InputError(f"data.extreme_values must be error or keep, got {policy!r}")
+    if policy == "keep":
+        return
+    for name in values.columns:
+        column = values[name].to_numpy(dtype="float64")
+        low, high = np.quantile(column, [_EXTREME_QUANTILE, 1 - _EXTREME_QUANTILE])
+        spread = high - low
+        if not spread > 0:  # the central rows hold one value (a point mass): nothing to compare with
+            continue
+        outside = np.maximum(low - column, column - high)
+        worst = int(np.argmax(outside))
+        if outside[worst] > _EXTREME_FACTOR * spread:
+            count = int((outside > _EXTREME_FACTOR * spread).sum())
+            line = int(values.index[worst]) + 2
+            raise InputError(
+                f"column {name!r} of {source} has the extreme value {column[worst]:.6g} on line {line} "
+                f"({count} such cell(s); 98% of its rows lie in [{low:.4g}, {high:.4g}]); fix or remove the row, "
+                f"or set data.extreme_values=keep if such values are real")
+
+
 def csv_bundle(
     path: str | Path,
     base_columns: str | Sequence[str],
     total_columns: str | Sequence[str] | None = None,
     nan_policy: NanPolicy = "error",
+    extreme_values: ExtremePolicy = "error",
     **options: Any,
 ) -> TabularBundle:
     """A :class:`TabularBundle` of the table at ``path``; ``options`` go to :class:`TabularBundle`
-    (scaling ``minmax10|standard|none``, split, fiber rule)."""
+    (scaling ``minmax10|standard|none``, split, fiber rule). ``extreme_values``: ``error``
+    refuses a column dominated by a few extreme cells (:func:`check_extremes`), ``keep`` keeps them."""
     frame = read_table(path)
     source = str(Path(path).expanduser())
     base_cols, total_cols = select_columns(frame, _as_list(base_columns) or [], _as_list(total_columns), source)
     values = drop_missing(numeric_columns(frame, [*base_cols, *total_cols], source), nan_policy, source)
+    check_extremes(values, extreme_values, source)
     return TabularBundle.from_frame(values, total_cols, base_cols, **options)

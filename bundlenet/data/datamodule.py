@@ -124,6 +124,17 @@ class BundleDataModule(pl.LightningDataModule):
         if self._spec is None:
             spec = self.bundle.spec
             circles, span = self.fiber_circles, self.fiber_span
+            # stated values the data cannot hold are refused, never capped
+            dim = spec.total_dim
+            if self.fiber_span not in (None, "auto") and int(self.fiber_span) > dim:
+                raise InputError(f"data.fiber_span={self.fiber_span} exceeds the {dim} total column(s) "
+                                 f"({', '.join(spec.total_names[:6])}): a fiber spreads in at most {dim} direction(s)")
+            if self.fiber_circles not in (None, "auto") and 2 * int(self.fiber_circles) > dim:
+                raise InputError(f"data.fiber_circles={self.fiber_circles} needs {2 * int(self.fiber_circles)} total columns "
+                                 f"(2 per circle), the data has {dim}; use data.fiber_circles <= {dim // 2} (or auto)")
+            if isinstance(circles, int) and isinstance(span, int) and 2 * circles > span:
+                raise InputError(f"data.fiber_circles={circles} needs data.fiber_span >= {2 * circles} (2 directions "
+                                 f"per circle), got {span}")
             if "auto" in (circles, span):
                 total, base = self.train_tensors()
                 if total.shape[0] < MIN_TOPOLOGY_ROWS:

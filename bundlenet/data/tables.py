@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bundlenet.data.csv_table import NanPolicy, csv_bundle
+from bundlenet.data.csv_table import ExtremePolicy, NanPolicy, csv_bundle
 from bundlenet.data.datamodule import BundleDataModule
 from bundlenet.data.images import DigitsBase, DigitsBundle
 from bundlenet.data.tabular import TabularBundle
@@ -115,10 +115,11 @@ def airfoil_data(root: str | Path | None = None, download: bool = True, **option
     return TabularDataModule(airfoil(root, download, **table), **module)
 
 
-def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: NanPolicy = "error", **options: Any) -> TabularDataModule:
+def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: NanPolicy = "error",
+             extreme_values: ExtremePolicy = "error", **options: Any) -> TabularDataModule:
     """``data=csv``: :func:`bundlenet.data.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
     table, module = _split(options)
-    return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, **table), **module)
+    return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, extreme_values, **table), **module)
 
 
 def digits_data(base: DigitsBase = "label", **options: Any) -> TabularDataModule:

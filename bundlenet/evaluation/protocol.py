@@ -258,8 +258,8 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
     elif not model.spec.same_columns(bundle.spec):
         raise InputError(
-            f"the model was trained on data {model.spec} but the evaluation data is {bundle.spec} "
-            f"({type(bundle).__name__}); pass the data= the model was trained on"
+            f"the model was trained on {_describe(model.spec)} but the evaluation data ({type(bundle).__name__}) has "
+            f"{_describe(bundle.spec)}; pass the data= the model was trained on"
         )
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(protocol.seed)
@@ -307,6 +307,16 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         seconds=time.perf_counter() - start,
         iterations=values,
     )
+
+
+def _describe(spec: Any) -> str:
+    """A short account of a spec for messages: its columns, source and whether it is scaled."""
+    def names(columns: Sequence[str]) -> str:
+        return ", ".join(columns[:6]) + (f", ... ({len(columns)} columns)" if len(columns) > 6 else "")
+
+    source = f" from {spec.source}" if spec.source else ""
+    scaled = "" if spec.unscaled else ", scaled"
+    return f"columns ({names(spec.total_names)}) over ({names(spec.base_names)}){source}{scaled}"
 
 
 def check_finite(samples: Tensor, scope: str) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import OmegaConf
+from yaml import YAMLError  # type: ignore[import-untyped]  # PyYAML, OmegaConf's parser
 
 from bundlenet.errors import InputError
 from bundlenet.evaluation.metrics import FIBER_SCORES, METRICS, CloudMetrics
@@ -53,7 +54,7 @@ def _overrides(run_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     found = {}
-    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+    for item in _read(path) or []:
         key, _, value = str(item).lstrip("+~").partition("=")
         if key not in ("data", "model") and not key.startswith("hydra"):
             found[key] = value
@@ -64,12 +65,23 @@ def _choice(run_dir: Path, config: dict[str, Any], group: str) -> str:
     """The config-group option a run used: Hydra's record of its choices, else the class name."""
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
     if hydra_file.is_file():
-        choice = OmegaConf.select(OmegaConf.load(hydra_file), f"hydra.runtime.choices.{group}")
+        choice = OmegaConf.select(OmegaConf.create(_read(hydra_file)), f"hydra.runtime.choices.{group}")
         if choice:
             return str(choice)
     node = config.get(group) or {}
     target = str((node.get("bundle") or {}).get("_target_", "")) if group == "data" else ""
     return (target or str(node.get("_target_", "?"))).rsplit(".", 1)[-1]
+
+
+def _read(path: Path) -> Any:
+    """A run's JSON (``.json``) or YAML file, or a one-line :class:`InputError` naming it."""
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OSError, UnicodeDecodeError, ValueError, YAMLError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:80]
+        raise InputError(f"cannot read {path} ({first}); fix or remove that run directory, or rerun it") from None
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -85,16 +97,18 @@ def find_runs(root: Path) -> list[Run]:
         if not evaluation_path.is_file():
             log.warning("skipping %s: no evaluation.json (unfinished run, or trainer.fast_dev_run)", run_dir)
             continue
-        config = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(config_path), resolve=False))  # a run's config is a mapping
+        config = _read(config_path)
+        if not isinstance(config, dict):
+            raise InputError(f"{config_path} is not a run's config (a YAML mapping); remove or fix that run directory")
         metrics_path = run_dir / "metrics.json"
         runs.append(Run(
             path=run_dir,
             data=_choice(run_dir, config, "data"),
             model=_choice(run_dir, config, "model"),
-            evaluation=json.loads(evaluation_path.read_text()),
-            metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+            evaluation=_read(evaluation_path),
+            metrics=_read(metrics_path) if metrics_path.is_file() else {},
             overrides=_overrides(run_dir),
-            budgets=json.loads((run_dir / "budgets.json").read_text()) if (run_dir / "budgets.json").is_file() else [],
+            budgets=_read(run_dir / "budgets.json") if (run_dir / "budgets.json").is_file() else [],
         ))
     if not runs:
         raise InputError(f"no finished runs under {root}: each run dir needs config.yaml and evaluation.json from train.py")

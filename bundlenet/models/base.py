@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.errors import InputError
+from bundlenet.errors import InputError, positive_int
 from bundlenet.geometry import per_query, wasserstein
 from bundlenet.nn.support import SupportTransform
 
@@ -233,8 +233,7 @@ class BundleModel(pl.LightningModule, ABC):
         """
         if not self.conditional:
             raise InputError(f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples")
-        if int(num_samples) <= 0:
-            raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        num_samples = positive_int(num_samples, "num_samples")
         base = self.check_base(base, units)
         self.base_bank.warn_if_far(base, self.spec)
         repeated = base.repeat_interleave(int(num_samples), dim=0)
@@ -256,8 +255,7 @@ class BundleModel(pl.LightningModule, ABC):
     def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False, units: Units = "original") -> Tensor | tuple[Tensor, Tensor]:
         """Global samples ``[N, d_E]``, base points drawn from the training base distribution
         (both in ``units``, see :meth:`sample_fiber`)."""
-        if int(num_samples) <= 0:
-            raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        num_samples = positive_int(num_samples, "num_samples")
         check_units(units)
         gen = self._generator(seed, generator)
         base = self.base_bank.draw(int(num_samples), gen)

@@ -11,7 +11,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.errors import InputError
+from bundlenet.errors import DivergenceError, InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
 from bundlenet.nn.cover import Cover, capped_count
 from bundlenet.nn.fiber_cnf import FiberCNF
@@ -230,7 +230,7 @@ class BundleNet(BundleModel):
         comm = commutativity_error(self.projection(x), y)
         loss = fit + self.hparams["commutativity_weight"] * comm
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"non-finite loss at step {self.global_step} (fiber flow {float(fit.detach()):.4g}, commutativity {float(comm.detach()):.4g}); "
                 f"lower model.optimizer.lr or set trainer.gradient_clip_val"
             )

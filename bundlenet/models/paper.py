@@ -11,7 +11,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.errors import InputError
+from bundlenet.errors import DivergenceError, InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
 from bundlenet.nn.cover import Cover, group_by
 from bundlenet.nn.fiber_prior import FiberPrior
@@ -191,7 +191,7 @@ class PaperBundleNet(BundleModel):
         loss = terms.total(self.loss_weights)
         if not torch.isfinite(loss):
             bad = [name for name, value in terms.items().items() if not torch.isfinite(value)]
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"non-finite loss at step {self.global_step} (terms {bad}); lower model.optimizer.lr "
                 f"or set trainer.gradient_clip_val"
             )

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
+from bundlenet.errors import DivergenceError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
 from bundlenet.nn.trivialization import Coupling, LocalTrivialization
 
@@ -78,7 +79,7 @@ class ConditionalFlow(BundleModel):
         total, base = self.rank_share(*batch)
         loss = -self.log_prob(total, base).mean()
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"non-finite negative log-likelihood at step {self.global_step}; lower model.optimizer.lr "
                 f"or set trainer.gradient_clip_val"
             )

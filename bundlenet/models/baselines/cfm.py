@@ -11,7 +11,7 @@ from flow_matching.solver import ODESolver
 from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
-from bundlenet.errors import InputError
+from bundlenet.errors import DivergenceError, InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
 from bundlenet.nn.velocity import Conditioned, VelocityField
 
@@ -55,7 +55,7 @@ class ConditionalFlowMatching(BundleModel):
         sample = self.path.sample(x_0=x0, x_1=x1, t=t)
         loss = (self.velocity(sample.x_t, sample.t, y) - sample.dx_t).pow(2).sum(1).mean()
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite flow-matching loss at step {self.global_step}; lower model.optimizer.lr")
+            raise DivergenceError(f"non-finite flow-matching loss at step {self.global_step}; lower model.optimizer.lr")
         self.log("train/loss", loss, batch_size=total.shape[0], prog_bar=True)
         return loss
 

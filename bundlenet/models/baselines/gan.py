@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from bundlenet.bundles.base import BundleSpec
-from bundlenet.errors import InputError
+from bundlenet.errors import DivergenceError, InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
 
 GANLoss = Literal["wgan_div", "lsgan"]
@@ -129,7 +129,7 @@ class GANBaseline(BundleModel):
     # ----------------------------------------------------------------- training
     def _step(self, optimizer: Any, loss: Tensor, name: str) -> None:
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"non-finite {name} loss at step {self.global_step}; lower model.optimizer.lr or set model.grad_clip"
             )
         optimizer.zero_grad()
