@@ -309,16 +309,16 @@ class BundleModel(pl.LightningModule, ABC):
         if fixed:
             columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
             self.base_bank.warn_if_far(scaled)
-            x = sample_fixed(self, scaled, per_point, columns, gen, steps)
-            if units == "original":
-                x = self.spec.to_original(x, "total")
-                x[..., list(columns)] = torch.tensor(list(columns.values()), dtype=x.dtype, device=x.device)
+            x = sample_fixed(self, scaled, per_point, columns, gen, steps).double()
+            x = self.spec.to_original(x, "total") if units == "original" else x
+            given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
+            for name, value in given.items():  # exactly the given values, in the output's units
+                x[..., self.spec.total_names.index(name)] = float(value)
         else:
             columns = {}
-            x = self.sample_fiber(scaled, per_point, generator=gen, units="scaled")
+            x = self.sample_fiber(scaled, per_point, generator=gen, units="scaled").double()
             x = self.spec.to_original(x, "total") if units == "original" else x
-        shown = self.spec.to_original(scaled, "base") if units == "original" else scaled
-        flat_base = shown.repeat_interleave(per_point, dim=0)
+        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
         flat = x.reshape(-1, self.spec.total_dim)
         if refine:
             flat = self.refine(flat, flat_base, forward=forward, steps=REFINE_STEPS if refine is True else int(refine),

@@ -68,7 +68,7 @@ def parse_base(model: BundleModel, base: Any, num_samples: int, generator: torch
         missing = [n for n in names if n not in base.columns]
         if missing:
             raise InputError(f"the base DataFrame lacks column(s) {missing}; its columns are {list(base.columns)}, expected {list(names)}")
-        return torch.tensor(base[list(names)].to_numpy(dtype="float64")), num_samples
+        return torch.tensor(base[list(names)].to_numpy(dtype="float64", copy=True)), num_samples
     if isinstance(base, Mapping):
         unknown = [k for k in base if k not in names]
         if unknown:
