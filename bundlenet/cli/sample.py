@@ -121,7 +121,7 @@ def sample(cfg: DictConfig) -> Path:
         raise InputError(f"fixed must be a mapping of total columns to values, e.g. fixed='{{{model.spec.total_names[0]}:1.5}}'; got {fixed!r}")
     forward = resolve_forward(cfg.get("forward"), "forward") if cfg.get("forward") else None
     frame = model.sample_frame(base, num, fixed=fixed, seed=cfg.seed, refine=cfg.get("refine"), forward=forward, units=units)
-    samples = torch.as_tensor(frame[list(model.spec.total_names)].to_numpy()).reshape(base.shape[0], num, -1)
+    samples = torch.tensor(frame[list(model.spec.total_names)].to_numpy(copy=True)).reshape(base.shape[0], num, -1)
     write_samples(output, base.cpu(), samples, names, model.spec.total_names)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
     if fmt == "png" and image_shape is not None:

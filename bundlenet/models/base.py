@@ -418,7 +418,7 @@ class BundleModel(pl.LightningModule, ABC):
         dequantized cell at its centre (a probability per cell width, not a density in x).
         What is exact per model: docs/python.md."""
         if not self.has_density:
-            self.density_std(torch.zeros(0), torch.zeros(0))  # raises, naming the models with one
+            raise InputError(f"{type(self).__name__} has no density; log_prob and fixed= need bundlenet, cflow or cfm")
         x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]
         scaled = self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
         y = self.check_base(base, units)
