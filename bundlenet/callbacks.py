@@ -61,7 +61,7 @@ class FinalCheckpoint(pl.Callback):
             last = getattr(cb, "last_model_path", "")
             if last and Path(last) == self.path and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step:
                 return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: a run resumes from it
         log.info("final checkpoint (step %d): %s", trainer.global_step, self.path)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,7 +95,7 @@ class BudgetCheckpoints(pl.Callback):
         elapsed = time.monotonic() - self._start
         while self._next < len(self.budgets) and elapsed >= self.budgets[self._next]:
             budget = self.budgets[self._next]
-            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt")
+            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt", weights_only=False)
             log.info("budget %gs reached at step %d", budget, trainer.global_step)
             self._next += 1
 
@@ -131,3 +131,46 @@ class PlainProgress(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._line(trainer, "train/")
+
+
+class FitToTime(pl.Callback):
+    """Fits the run's length to a time budget: training ends after about ``seconds`` of wall
+    clock (validation included), with its learning-rate schedule annealed over exactly that span.
+
+    Every ``check_every`` steps, the steps still to go are re-estimated from the pace so far,
+
+    .. math::
+        T = t + \\max\\Bigl(1, \\Bigl\\lfloor \\frac{m\\,s - e}{e / (t - t_0)} \\Bigr\\rfloor\\Bigr),
+
+    at step t (t₀ where this process started, e seconds since then, s = ``seconds``,
+    m = ``margin``), and set as the trainer's ``max_steps`` and as the ``total_steps`` of every
+    schedule that has one (:class:`~bundlenet.optim.WarmupCosine`), keeping each schedule's
+    ratio to ``max_steps``. A model that takes twice as long per step so trains half as many
+    steps, each to the end of its own schedule, instead of stopping at a fixed step count (or at
+    ``trainer.max_time`` with its rate not yet decayed). Keep ``trainer.max_time`` as a hard stop.
+    """
+
+    def __init__(self, seconds: float, check_every: int = 100, margin: float = 0.98) -> None:
+        if not seconds > 0 or check_every < 1 or not 0 < margin <= 1:
+            raise ValueError("FitToTime needs seconds > 0, check_every >= 1 and 0 < margin <= 1")
+        self.seconds, self.check_every, self.margin = float(seconds), int(check_every), float(margin)
+        self._start = 0.0
+        self._first_step = 0
+        self._ratios: list[tuple[object, float]] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._first_step = time.monotonic(), trainer.global_step
+        max_steps = max(1, trainer.max_steps)
+        self._ratios = [(fn, fn.total_steps / max_steps) for config in trainer.lr_scheduler_configs
+                        for fn in getattr(config.scheduler, "lr_lambdas", []) if hasattr(fn, "total_steps")]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        done = trainer.global_step - self._first_step
+        if done <= 0 or done % self.check_every:
+            return
+        elapsed = time.monotonic() - self._start
+        total = trainer.global_step + max(1, int((self.margin * self.seconds - elapsed) / (elapsed / done)))
+        trainer.fit_loop.epoch_loop.max_steps = total
+        for fn, ratio in self._ratios:
+            fn.total_steps = max(1, round(total * ratio))  # type: ignore[attr-defined]  # checked in on_train_start
+        log.debug("step %d after %.1f s: training to step %d", trainer.global_step, elapsed, total)

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from bundlenet.callbacks import MetricHistory, PlainProgress
 from bundlenet.checkpoint import checkpoint_step
 from bundlenet.errors import InputError
-from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent
+from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import write_json, write_text
 from bundlenet.loggers import quiet_lightning
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # internal deprecation of its own; neither is actionable for a user of train.py.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+# a resumed run (ckpt_path=last) or a rerun in its own hydra.run.dir writes best.ckpt/last.ckpt in place
+warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty\.", UserWarning)
 
 
 def instantiate_list(cfg: DictConfig | None) -> list[Any]:
@@ -162,6 +164,9 @@ def fiber_summary(fiber: dict[str, Any]) -> str:
         parts.append(f"coverage {fiber['coverage']['value']:.3g}{_ratio(fiber['coverage'])}")
     if "resimulation" in fiber:
         parts.append(f"re-simulation error {fiber['resimulation']['value']:.3g}")
+    if "forest_resimulation" in fiber:
+        parts.append(f"re-simulation error judged by a forest {fiber['forest_resimulation']['value']:.3g}"
+                     f"{_ratio(fiber['forest_resimulation'])}")
     return "; ".join(parts)
 
 
@@ -231,14 +236,16 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
     log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
     if model.conditional:
         gen = torch.Generator().manual_seed(protocol.seed)
-        base = bundle.sample_total(cfg.evaluation.plot_fibers, gen).base
+        # base points spread over the base: the farthest-apart of many drawn like the data
+        base = spread_points(bundle.sample_total(50 * cfg.evaluation.plot_fibers, gen).base, cfg.evaluation.plot_fibers)
         true = bundle.sample_fiber(base, protocol.num_points, gen)
         generated = model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu()
         image_shape = getattr(bundle, "image_shape", None)
         if image_shape is not None:
             plot_image_fibers(out / "fibers.png", base, true, generated, image_shape, bundle.base_names)
         else:
-            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names)
+            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names,
+                        equal_scales=bundle.spec.unscaled)  # a table's columns have units of their own
     else:
         log.info("no fibers.png: %s is unconditional", type(model).__name__)
     if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points

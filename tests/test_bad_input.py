@@ -211,13 +211,13 @@ def test_training_data_with_nan_or_inf_is_refused() -> None:
             model.fit_data(broken, base)
 
 
-def test_far_base_point_warns_with_its_distance_and_still_samples(trained, caplog: pytest.LogCaptureFixture) -> None:
+def test_far_base_point_warns_with_its_values_and_still_samples(trained, caplog: pytest.LogCaptureFixture) -> None:
     model, _, _ = trained
     with caplog.at_level(logging.WARNING, logger="bundlenet"):
         x = model.sample_fiber([[40.0, 0.0], [4.5, 0.0]], 5, seed=0)
     assert x.shape == (2, 5, 3) and torch.isfinite(x).all()
     far = [r.getMessage() for r in caplog.records if "extrapolated" in r.getMessage()]
-    assert len(far) == 1 and "base point 0" in far[0] and "35.5" in far[0]
+    assert len(far) == 1 and "base point 0 (u=40, v=0)" in far[0] and "training range: u " in far[0]
 
 
 def test_tiny_neighbourhoods_after_kmeans_are_reported(caplog: pytest.LogCaptureFixture) -> None:

@@ -199,7 +199,8 @@ def test_compare_experiment_evaluates_each_time_budget_and_the_report_draws_them
     for seed in (0, 1):
         run = tmp_path / str(seed)
         cfg = compose_train(["experiment=compare", f"seed={seed}", "data.num_train=200", "model.hidden_features=16",
-                             "callbacks.budgets.budgets=[0.5,1.5,1000]", "trainer.max_time=00:00:00:03",
+                             "callbacks.budgets.budgets=[0.5,1.5,1000]", "trainer.max_time=00:00:00:05",
+                             "callbacks.fit_to_time.seconds=3", "callbacks.fit_to_time.check_every=10",
                              *LIGHT_EVALUATION], run)
         train(cfg)
         budgets = json.loads((run / "budgets.json").read_text())

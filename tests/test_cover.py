@@ -51,7 +51,7 @@ def test_kmeans_on_a_subsample_covers_every_point() -> None:
 
 def test_distances_to_the_centres_are_computed_in_blocks() -> None:
     """Blocks of points give what one [N, K] distance matrix gives."""
-    from bundlenet.evaluation.metrics import pairwise_distances, per_query
+    from bundlenet.geometry import pairwise_distances, per_query
 
     gen = torch.Generator().manual_seed(0)
     cover = Cover(6, 2)

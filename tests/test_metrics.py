@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bundlenet.evaluation.metrics import knn_kl_divergence, mean_nearest_distance, mmd, msmd, wasserstein
+from bundlenet.geometry import knn_kl_divergence, mean_nearest_distance, mmd, msmd, wasserstein
 
 
 def test_mmd_of_identical_sets_is_zero_and_shift_is_positive() -> None:

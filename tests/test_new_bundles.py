@@ -1,4 +1,4 @@
-"""The robot arm, the growing arc and the level-set projection, against closed forms and an
+"""The robot arm, the growing arc, the tilted shell and the level-set projection, against closed forms and an
 independent sampler."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bundlenet.bundles import GrowingArc, RobotArm
+from bundlenet.bundles import GrowingArc, RobotArm, TiltedShell
 from bundlenet.geometry import project_to_level_set
 
 
@@ -56,6 +56,26 @@ def test_the_arc_distance_and_map_are_exact() -> None:
     assert float(angle.abs().max()) <= half + 1e-6
     # a triangular density on [−a, a]: variance a²/6
     assert float(angle.var()) == pytest.approx(half**2 / 6, rel=0.03)
+
+
+def test_the_shell_is_a_3_sphere_uniform_untilted_and_tilted_toward_x1() -> None:
+    shell = TiltedShell(tilt=3.0)
+    gen = torch.Generator().manual_seed(0)
+    y = torch.tensor([[0.0], [1.0]])
+    fiber = shell.sample_fiber(y, 100_000, gen)
+    torch.testing.assert_close(shell.project(fiber), y.unsqueeze(1).expand(2, 100_000, 1), atol=1e-5, rtol=0)
+    direction = fiber / fiber.norm(dim=-1, keepdim=True)
+    # y = 0: uniform on S³, so E[u] = 0 and E[u uᵀ] = I / 4
+    torch.testing.assert_close(direction[0].mean(0), torch.zeros(4), atol=0.01, rtol=0)
+    torch.testing.assert_close(direction[0].T @ direction[0] / 100_000, torch.eye(4) / 4, atol=0.01, rtol=0)
+    # y = 1: a projected N(3 e1, I): tilted toward +x1, symmetric in the other coordinates
+    assert 0.8 < float(direction[1, :, 0].mean()) < 0.9
+    torch.testing.assert_close(direction[1, :, 1:].mean(0), torch.zeros(3), atol=0.01, rtol=0)
+    # the exact distance: radial offsets from the sphere of radius 1 + y
+    u = direction[:, :5]
+    moved = u * torch.tensor([[[1.5]], [[2.0]]]) * torch.tensor([1.0, 1.2, 0.8, 1.0, 3.0]).view(1, 5, 1)
+    expected = torch.tensor([[1.5, 1.5 * 1.2, 1.5 * 0.8, 1.5, 4.5], [2.0, 2.4, 1.6, 2.0, 6.0]]) - torch.tensor([[1.0], [2.0]])
+    torch.testing.assert_close(shell.distance_to_fiber(moved, y), expected.abs(), atol=1e-5, rtol=0)
 
 
 def test_projection_onto_a_sphere_is_the_radial_one() -> None:

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundlenet.evaluation.metrics import mmd, wasserstein
+from bundlenet.geometry import mmd, wasserstein
 from bundlenet.nn.trivialization import LocalTrivialization
 
 

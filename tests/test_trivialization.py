@@ -66,7 +66,8 @@ def test_bad_flow_options_are_rejected(bad: dict) -> None:
 def test_conditional_affine_runs_its_subnet_once_per_distinct_context() -> None:
     """Evaluating the context subnet on distinct rows and gathering gives the per-row result,
     with the same gradients for the parameters and for a learned context."""
-    from bundlenet.nn.trivialization import ConditionalAffine, distinct_rows
+    from bundlenet.geometry import distinct_rows
+    from bundlenet.nn.trivialization import ConditionalAffine
 
     torch.manual_seed(3)
     affine = ConditionalAffine(4, 2, hidden_features=8, depth=1).double()

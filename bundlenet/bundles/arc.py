@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bundlenet.bundles.base import Bundle, BundleSamples, Units, check_units
+from bundlenet.bundles.base import Units, check_units
+from bundlenet.bundles.radial import RadialBundle
 
 
-class GrowingArc(Bundle):
+class GrowingArc(RadialBundle):
     r"""Arcs of concentric circles, longer the farther out.
 
     .. math::
@@ -21,7 +22,6 @@ class GrowingArc(Bundle):
     (a₁ = 2.8 of π) it almost closes. Defaults a₀ = 0.4, a₁ = 2.8.
     """
 
-    base_names = ("y",)
     total_names = ("x1", "x2")
     fiber_circles = 0
     fiber_span = 1
@@ -34,21 +34,10 @@ class GrowingArc(Bundle):
     def half_angle(self, y: Tensor) -> Tensor:
         return self.min_half_angle + (self.max_half_angle - self.min_half_angle) * y
 
-    def _embed(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
+    def embed(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
         u = torch.rand((*y.shape, 2), generator=generator)
         theta = self.half_angle(y) * (u.sum(-1) - 1)
         return (1 + y).unsqueeze(-1) * torch.stack([theta.cos(), theta.sin()], dim=-1)
-
-    def sample_total(self, num_samples: int, generator: torch.Generator | None = None) -> BundleSamples:
-        y = torch.rand(num_samples, generator=generator)
-        return BundleSamples(self._embed(y, generator), y.unsqueeze(1))
-
-    def sample_fiber(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        y = self.check_base(base)[:, 0]
-        return self._embed(y.unsqueeze(1).expand(-1, num_samples), generator)
-
-    def project(self, total: Tensor) -> Tensor:
-        return total.norm(dim=-1, keepdim=True) - 1
 
     def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
                           units: Units = "original") -> Tensor:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import nearest_neighbour_distance
+from bundlenet.geometry import nearest_neighbour_distance
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,7 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from bundlenet.bundles.base import Bundle, BundleSpec
 from bundlenet.data.topology import MIN_TOPOLOGY_ROWS, estimate_fiber_topology
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import wasserstein
+from bundlenet.geometry import wasserstein
 
 log = logging.getLogger(__name__)
 rank_zero_info = rank_zero_only(log.info)

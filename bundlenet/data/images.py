@@ -39,7 +39,7 @@ from torch import Tensor
 from bundlenet.bundles.base import Units, check_points, check_units
 from bundlenet.data.tabular import TabularBundle
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import mmd, pairwise_distances
+from bundlenet.geometry import mmd, pairwise_distances
 
 log = logging.getLogger(__name__)
 

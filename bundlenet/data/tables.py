@@ -24,7 +24,7 @@ from bundlenet.data.images import DigitsBase, DigitsBundle
 from bundlenet.data.tabular import TabularBundle
 from bundlenet.data.uci import airfoil, wine
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import wasserstein
+from bundlenet.geometry import wasserstein
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,19 @@ class TabularDataModule(BundleDataModule):
     Args:
         bundle: the table.
         num_train: ``None`` for every row of the training split, or a seeded subset of that many.
-        batch_size, steps_per_epoch, num_val_fibers, val_fiber_points, seed, num_workers: as
-            :class:`BundleDataModule`. Everything handed to the model is in scaled units.
+        batch_size: rows per step: ``None`` for the whole split, ``"auto"`` (as
+            :class:`~bundlenet.data.datamodule.BundleDataModule`), or a number.
+        steps_per_epoch: batches per epoch, or ``"auto"`` (one pass over the training rows).
+        num_val_fibers: validation fibers.
+        val_fiber_points: points per validation fiber.
+        seed: seed of the training subset and of the validation fibers.
+        num_workers: DataLoader workers.
+        fiber_circles: the fiber's circle count: ``None`` (the table's), ``"auto"`` (found from
+            the training rows, :func:`~bundlenet.data.topology.estimate_fiber_topology`) or a number.
+        fiber_span: the directions a fiber spreads in: ``None``, ``"auto"`` or a number, as
+            ``fiber_circles``.
+
+    Everything handed to the model is in scaled units.
     """
 
     bundle: TabularBundle
@@ -77,7 +88,9 @@ class TabularDataModule(BundleDataModule):
         # each validation row over its own base value (a "nearest" fiber holds rows of nearby values)
         own = self.bundle.project(fibers.reshape(-1, fibers.shape[-1]), units="scaled").reshape(*fibers.shape[:2], -1)
         self.val = (val_base, fibers, floor, own)
-        log.info("data: %d training rows; validation W2 noise floor %.4f (scaled units)", self.num_train, float(floor.mean()))
+        scaling = getattr(self.bundle, "scaling", "none")
+        units = "" if scaling == "none" else f" (columns scaled by data.scaling={scaling}, as val/fiber_w2)"
+        log.info("data: %d training rows; validation W2 noise floor %.4f%s", self.num_train, float(floor.mean()), units)
 
 
 _MODULE_OPTIONS = set(inspect.signature(TabularDataModule.__init__).parameters) - {"self", "bundle"}

@@ -29,8 +29,9 @@ from torch import Tensor
 
 from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, check_points, check_units
 from bundlenet.data.columns import infer_supports
+from bundlenet.data.judge import TableJudge
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import nearest_neighbour_distance, pairwise_distances, per_query
+from bundlenet.geometry import nearest_neighbour_distance, pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,11 @@ class TabularBundle(Bundle):
     Args:
         total: ``[N, d_E]`` input columns, original units.
         base: ``[N, d_B]`` output columns, original units.
-        total_names, base_names: column names (written by the sample CLI).
+        total_names: names of the input columns (written by the sample CLI).
+        base_names: names of the output columns.
         scaling: ``minmax10`` (the authors'), ``minmax10_shared``, ``standard`` or ``none``.
-        train_fraction, split_seed: the seeded train/test split.
+        train_fraction: share of the rows in the training split.
+        split_seed: seed of the train/test split.
         fibers: ``exact``, ``nearest``, or ``auto`` (exact when the base takes at most
             ``max_exact_values`` distinct values, else nearest).
         fiber_neighbours: K of the ``nearest`` rule.
@@ -110,9 +113,13 @@ class TabularBundle(Bundle):
             the authors' protocol) or ``test`` (held-out rows only; the noise floor then draws
             each fiber from the training rows, :meth:`sample_fiber_floor`).
         fiber_circles: circle factors expected in a fiber (default of ``model.num_circles``).
-        bounds, discrete, max_discrete_values, min_atom_share, nonnegative: the columns'
-            supports (:func:`bundlenet.data.columns.infer_supports`): stated bounds, discrete
-            columns, point masses, and non-negative columns found in the data.
+        bounds: ``{column: [lower, upper]}`` stated bounds of input columns, either side
+            ``None`` (the columns' supports: :func:`bundlenet.data.columns.infer_supports`).
+        discrete: ``auto`` (columns with at most ``max_discrete_values`` distinct values), or
+            the list of discrete input columns (``[]``: none).
+        max_discrete_values: threshold of ``discrete="auto"``.
+        min_atom_share: a bound value that holds this share of a column's rows is a point mass.
+        nonnegative: a column whose values are all ≥ 0 gets the lower bound 0.
     """
 
     exact_map = False  # project() is the base of the nearest row: π is known only on the rows
@@ -141,6 +148,7 @@ class TabularBundle(Bundle):
         nonnegative: bool = True,
     ) -> None:
         self._floor_twin: TabularBundle | None = None
+        self._judge: TableJudge | None = None
         self.total_names = tuple(str(n) for n in total_names)
         self.base_names = tuple(str(n) for n in base_names)
         self.fiber_circles = int(fiber_circles)
@@ -160,6 +168,7 @@ class TabularBundle(Bundle):
         self.base = base.to(dtype)
         self.scaled_total = ((total.double() - self.total_offset) / self.total_scale).to(dtype)
         self.scaled_base = ((base.double() - self.base_offset) / self.base_scale).to(dtype)
+        self.split_seed = int(split_seed)
         self.train_index, self.test_index = split_rows(total.shape[0], train_fraction, split_seed)
         if self.train_index.numel() < 2:
             raise InputError(f"data.train_fraction={train_fraction} leaves {self.train_index.numel()} training row(s) "
@@ -357,6 +366,23 @@ class TabularBundle(Bundle):
         nearest = torch.sort(dist, dim=1, stable=True).indices[:, :k]  # [B, K]
         pick = torch.randint(k, (scaled_base.shape[0], num_samples), generator=generator)
         return candidates[nearest.gather(1, pick)]
+
+    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
+                     reference: Tensor | None = None) -> dict[str, Tensor]:
+        """How far generated rows ``total [B, n, d_E]`` over ``base [B, d_B]`` are from real ones,
+        in scaled units, ``[B]`` each (:class:`~bundlenet.data.judge.TableJudge`, fitted on the
+        held-out rows): ``forest_resimulation``, the re-simulation error ‖f(x̂) − y‖ judged by a
+        random forest f, and ``nearest_row``, the median distance to the nearest row of the
+        table. Real rows are judged as held-out ones, so a sample of real fibers scores the
+        noise floors. None when the test split holds fewer than 10 rows."""
+        if self._judge is None:
+            if not TableJudge.usable(self.test_index.numel()):
+                return {}
+            self._judge = TableJudge(self.scaled_total, self.scaled_total[self.test_index],
+                                     self.scaled_base[self.test_index], seed=self.split_seed)
+        x = self._to_scaled(total, "total") if check_units(units) == "original" else total
+        y = self._to_scaled(base, "base") if units == "original" else base
+        return {"forest_resimulation": self._judge.resimulation(x, y), "nearest_row": self._judge.nearest_row(x)}
 
     def project(self, total: Tensor, units: Units = "original") -> Tensor:
         """π on data: the base of the nearest row in scaled total space (the map is known only on rows)."""

@@ -1,163 +1,46 @@
-"""Distances between point clouds, vectorised; the one home of every metric in bundlenet.
+"""The evaluation's metrics of point clouds: :class:`CloudMetrics` and :func:`cloud_metrics`.
 
-All functions take clouds shaped ``[..., n, d]`` (a leading batch of clouds is allowed where
-noted) and optional boolean masks ``[..., n]`` marking the valid rows of padded clouds, so the
-training losses (one cloud per neighbourhood, padded) and the evaluation share one code path.
-
-Conventions (Courts & Kvinge 2022, evaluation protocol):
-
-* ``mmd``: Gaussian-kernel MMD with geomloss' convention,
-  ``½ (E k(x,x') + E k(y,y') − 2 E k(x,y))``, ``k(x,y) = exp(−|x−y|² / 2σ²)``, σ = ``blur``
-  (equal to ``geomloss.SamplesLoss("gaussian", blur=σ)``).
-* ``knn_kl_divergence``: the 1-NN estimator of Wang, Kulkarni & Verdú (2009),
-  ``D̂(P‖Q) = d/n Σ_i log(ν_i / ρ_i) + log(m / (n − 1))``, ν_i the distance from x_i ~ P to its
-  nearest y ~ Q, ρ_i the distance to its nearest other x. Zero distances (duplicates) are
-  skipped, as in the authors' code.
-* ``wasserstein``: exact optimal transport (POT ``ot.emd2``, uniform weights, Euclidean ground
-  cost to the power p), returned as the distance ``W_p = (min Σ π_ij |x_i − y_j|^p)^{1/p}``.
-* ``msmd``: mean over true points of the squared distance to the nearest generated point.
-* ``cloud_metrics``: all six evaluation metrics of the evaluation protocol (docs/evaluation.md) for a pair of (batches of) clouds.
+The distances behind them live in :mod:`bundlenet.geometry` (the lowest layer, shared with the
+training losses): ``mmd`` (Gaussian kernel, geomloss' convention), ``msmd``, the 1-NN
+``knn_kl_divergence`` of Wang, Kulkarni & Verdú (2009) and the exact-OT ``wasserstein``.
+``cloud_metrics`` gives all six metrics of the evaluation protocol (docs/evaluation.md) for a
+pair of (batches of) clouds, from one pass of nearest distances and kernel means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import overload
 
-import numpy as np
-import ot
 import torch
 from torch import Tensor
 
 from bundlenet.errors import InputError
+from bundlenet.geometry import (
+    gaussian_kernel,
+    knn_kl_estimate,
+    pairwise_distances,
+    wasserstein,
+)
 
-_EXACT = "donot_use_mm_for_euclid_dist"
 
+@dataclass(frozen=True)
+class Metric:
+    """What the evaluation and the report know of one metric (declared once, below).
 
-def pairwise_distances(a: Tensor, b: Tensor) -> Tensor:
-    """Euclidean distances ``[..., n, d] × [..., m, d]`` → ``[..., n, m]``, computed exactly.
-
-    ``torch.cdist``'s matrix-product shortcut gives self-distances of order 1e-3 in float32,
-    which breaks nearest-neighbour estimators; this uses the direct kernel.
+    Attributes:
+        name: its key in ``evaluation.json`` and ``metrics.json``.
+        label: its column in the report's tables.
+        ratio: reported as model / noise floor (distances), or as its value (metrics whose floor
+            is ≈ 0 by definition or can be negative, and shares).
+        over_time: its label in the report's quality-against-training-time table and figure
+            (``None``: not drawn there).
     """
-    return torch.cdist(a, b, compute_mode=_EXACT)
 
-
-def per_query(query: Tensor, reference: Tensor, reduce: Callable[[Tensor], Tensor], block: int = 8192) -> Tensor:
-    """``reduce`` of each query row's distances to the reference points, over blocks of
-    ``block`` query rows: ``query [N, d]``, ``reference [M, d]`` → ``torch.cat`` of
-    ``reduce([b, M])``. Memory O(block·M), never the whole ``[N, M]`` matrix."""
-    if query.shape[0] <= block:
-        return reduce(pairwise_distances(query, reference))
-    return torch.cat([reduce(pairwise_distances(rows, reference)) for rows in query.split(block)])
-
-
-def nearest_neighbour_distance(
-    query: Tensor,
-    reference: Tensor,
-    reference_mask: Tensor | None = None,
-    exclude_self: bool = False,
-    exclude_zero: bool = False,
-) -> Tensor:
-    """Distance from each query point to its nearest reference point: ``[..., n]``.
-
-    Args:
-        query: ``[..., n, d]``.
-        reference: ``[..., m, d]``.
-        reference_mask: ``[..., m]`` booleans, False rows are ignored.
-        exclude_self: query and reference are the same cloud; skip the diagonal.
-        exclude_zero: skip references at distance exactly 0 (duplicates).
-
-    Returns ``inf`` where no valid reference exists.
-    """
-    dist = pairwise_distances(query, reference)
-    invalid = torch.zeros_like(dist, dtype=torch.bool)
-    if reference_mask is not None:
-        invalid = invalid | ~reference_mask.unsqueeze(-2)
-    if exclude_self:
-        eye = torch.eye(dist.shape[-2], dist.shape[-1], dtype=torch.bool, device=dist.device)
-        invalid = invalid | eye
-    if exclude_zero:
-        invalid = invalid | (dist <= 0)
-    return dist.masked_fill(invalid, float("inf")).min(dim=-1).values
-
-
-def knn_kl_divergence(
-    p: Tensor, q: Tensor, p_mask: Tensor | None = None, q_mask: Tensor | None = None
-) -> Tensor:
-    """1-NN estimate of KL(P‖Q) from samples ``p [..., n, d]`` and ``q [..., m, d]``: ``[...]``.
-
-    Rows of ``p`` whose nearest-neighbour distances are undefined (duplicates only, masked) are
-    left out; a batch entry with fewer than two valid ``p`` rows gives NaN.
-    """
-    if p_mask is None:
-        p_mask = torch.ones(p.shape[:-1], dtype=torch.bool, device=p.device)
-    if q_mask is None:
-        q_mask = torch.ones(q.shape[:-1], dtype=torch.bool, device=q.device)
-    rho = nearest_neighbour_distance(p, p, p_mask, exclude_self=True, exclude_zero=True)
-    nu = nearest_neighbour_distance(p, q, q_mask, exclude_zero=True)
-    return _kl_estimate(rho, nu, p_mask, q_mask.sum(-1).to(p.dtype), p.shape[-1])
-
-
-def _kl_estimate(rho: Tensor, nu: Tensor, p_mask: Tensor, m: Tensor, dim: int) -> Tensor:
-    """The 1-NN KL estimate from each P point's distance to its nearest other P point ``rho
-    [..., n]`` and to its nearest Q point ``nu [..., n]``; ``m [...]`` Q points, ``dim`` the
-    dimension: ``d/n' Σ log(ν/ρ) + log(m/(n−1))`` over the n' points where both are finite."""
-    valid = p_mask & torch.isfinite(rho) & torch.isfinite(nu)
-    log_ratio = torch.where(valid, nu.clamp_min(1e-30).log() - rho.clamp_min(1e-30).log(), torch.zeros_like(nu))
-    n = p_mask.sum(-1).to(nu.dtype)
-    n_valid = valid.sum(-1).to(nu.dtype)
-    estimate = dim * log_ratio.sum(-1) / n_valid.clamp_min(1) + torch.log(m.clamp_min(1) / (n - 1).clamp_min(1))
-    return torch.where((n >= 2) & (n_valid >= 1), estimate, torch.full_like(estimate, float("nan")))
-
-
-def mean_nearest_distance(
-    query: Tensor, reference: Tensor, query_mask: Tensor | None = None, reference_mask: Tensor | None = None
-) -> Tensor:
-    """Mean over query points of the distance to the nearest reference point: ``[...]``."""
-    nearest = nearest_neighbour_distance(query, reference, reference_mask)
-    if query_mask is None:
-        return nearest.mean(-1)
-    nearest = torch.where(query_mask, nearest, torch.zeros_like(nearest))
-    return nearest.sum(-1) / query_mask.sum(-1).clamp_min(1)
-
-
-def msmd(true: Tensor, generated: Tensor) -> Tensor:
-    """Mean over true points of the squared distance to the nearest generated point: ``[...]``."""
-    return nearest_neighbour_distance(true, generated).pow(2).mean(-1)
-
-
-def mmd(x: Tensor, y: Tensor, blur: float = 0.5) -> Tensor:
-    """Gaussian-kernel MMD (geomloss convention, σ = ``blur``) of ``[..., n, d]``, ``[..., m, d]``."""
-
-    def mean_kernel(a: Tensor, b: Tensor) -> Tensor:
-        return _gaussian_kernel(pairwise_distances(a, b), blur).mean(dim=(-2, -1))
-
-    return 0.5 * (mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y))
-
-
-def _gaussian_kernel(distance: Tensor, blur: float) -> Tensor:
-    """exp(−d²/2σ²) with σ = ``blur`` (geomloss' ``"gaussian"`` kernel)."""
-    return torch.exp(-distance.pow(2) / (2 * blur**2))
-
-
-def wasserstein(x: Tensor, y: Tensor, p: int = 2, num_iter_max: int = 10_000_000) -> Tensor:
-    """Exact W_p between clouds ``[..., n, d]`` and ``[..., m, d]`` (uniform weights): ``[...]``.
-
-    Solved with POT's network simplex per cloud pair; ``num_iter_max`` ≥ 1e7 because POT's
-    default silently stops early at a few thousand points.
-    """
-    batch = x.shape[:-2]
-    xs = x.detach().reshape(-1, *x.shape[-2:]).double()
-    ys = y.detach().reshape(-1, *y.shape[-2:]).double()
-    values = []
-    for a, b in zip(xs, ys):
-        cost = pairwise_distances(a, b).pow(p).cpu().numpy()
-        wa = np.full(a.shape[0], 1.0 / a.shape[0])
-        wb = np.full(b.shape[0], 1.0 / b.shape[0])
-        values.append(float(ot.emd2(wa, wb, cost, numItermax=num_iter_max)) ** (1.0 / p))
-    return torch.tensor(values, dtype=x.dtype).reshape(batch)
+    name: str
+    label: str
+    ratio: bool
+    over_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +55,12 @@ class CloudMetrics:
     * ``w1``, ``w2`` = exact W₁, W₂ (:func:`wasserstein`).
     """
 
-    mmd: Tensor
-    msmd: Tensor
-    kl_fwd: Tensor
-    kl_bwd: Tensor
-    w1: Tensor
-    w2: Tensor
+    mmd: Tensor = field(metadata={"label": "MMD", "ratio": True})
+    msmd: Tensor = field(metadata={"label": "MSMD", "ratio": True})
+    kl_fwd: Tensor = field(metadata={"label": "KL-fwd", "ratio": False})  # the floor is ≈ 0 and can be negative
+    kl_bwd: Tensor = field(metadata={"label": "KL-bwd", "ratio": False})
+    w1: Tensor = field(metadata={"label": "W1", "ratio": True})
+    w2: Tensor = field(metadata={"label": "W2", "ratio": True, "over_time": "fiber W2 / floor"})
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -185,6 +68,26 @@ class CloudMetrics:
 
     def items(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in self.names()}
+
+
+# metrics of fibers beside the cloud metrics, computed by the protocol (precision, coverage,
+# re-simulation) or by a bundle's fiber_scores (tables, images)
+FIBER_SCORES = (
+    Metric("precision", "precision", False, "precision (mean distance to the fiber)"),
+    Metric("coverage", "coverage / floor", True, "coverage / floor"),
+    Metric("resimulation", "re-simulation error", False),
+    Metric("support", "in support", False, "share inside the support"),
+    Metric("image_mmd", "image MMD / floor", True),
+    Metric("accuracy", "classified as their digit", False),
+    Metric("ink_error", "ink error", False),
+    Metric("confidence", "classifier confidence", False),
+    Metric("forest_resimulation", "re-simulation (forest) / floor", True),
+    Metric("nearest_row", "to nearest row / floor", True),
+)
+METRICS: dict[str, Metric] = {
+    **{f.name: Metric(f.name, **f.metadata) for f in fields(CloudMetrics)},
+    **{m.name: m for m in FIBER_SCORES},
+}
 
 
 def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None) -> CloudMetrics:
@@ -217,8 +120,8 @@ def cloud_metrics(true: Tensor, generated: Tensor, ot_points: int | None = None)
     return CloudMetrics(
         mmd=(0.5 * (kernel_tt / n**2 + kernel_gg / m**2 - 2 * kernel_tg / (n * m))).double(),
         msmd=to_g_any.double().pow(2).mean(-1),
-        kl_fwd=_kl_estimate(within_t, to_g, all_t, torch.tensor(float(m)), dim).double(),
-        kl_bwd=_kl_estimate(within_g, from_g, all_g, torch.tensor(float(n)), dim).double(),
+        kl_fwd=knn_kl_estimate(within_t, to_g, all_t, torch.tensor(float(m)), dim).double(),
+        kl_bwd=knn_kl_estimate(within_g, from_g, all_g, torch.tensor(float(n)), dim).double(),
         w1=wasserstein(t_ot, g_ot, p=1),
         w2=wasserstein(t_ot, g_ot, p=2),
     )
@@ -252,13 +155,13 @@ def _nearest_and_kernel(
     for start in range(0, n, _BLOCK):
         block = x[..., start : start + _BLOCK, :]
         d_xx = pairwise_distances(block, x)
-        k_xx = k_xx + _gaussian_kernel(d_xx, blur).sum(dim=(-2, -1))
+        k_xx = k_xx + gaussian_kernel(d_xx, blur).sum(dim=(-2, -1))
         rows = torch.arange(block.shape[-2], device=x.device).unsqueeze(1)
         self_pair = torch.arange(n, device=x.device).unsqueeze(0) == rows + start
         within.append(d_xx.masked_fill(self_pair | (d_xx <= 0), inf).min(dim=-1).values)
         if y is not None:
             d_xy = pairwise_distances(block, y)
-            k_xy = k_xy + _gaussian_kernel(d_xy, blur).sum(dim=(-2, -1))
+            k_xy = k_xy + gaussian_kernel(d_xy, blur).sum(dim=(-2, -1))
             to_y_any.append(d_xy.min(dim=-1).values)
             nonzero = d_xy.masked_fill(d_xy <= 0, inf)
             to_y.append(nonzero.min(dim=-1).values)

@@ -24,15 +24,15 @@ from torch import Tensor
 
 from bundlenet.bundles.base import Bundle
 from bundlenet.errors import BundleNetError, InputError, user_error
-from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics, mean_nearest_distance
+from bundlenet.evaluation.metrics import METRICS as METRICS_DECLARED
+from bundlenet.evaluation.metrics import CloudMetrics, cloud_metrics
+from bundlenet.geometry import mean_nearest_distance
 from bundlenet.models.base import BundleModel
 
 log = logging.getLogger("bundlenet.evaluation.protocol")
 
 METRICS = CloudMetrics.names()
 FIBER_METRICS = (*METRICS, "precision", "coverage", "resimulation")  # resimulation where the bundle knows its map
-# metrics whose floor is ≈ 0 by definition (or can be negative): no ratio to the floor
-_NO_RATIO = ("kl_fwd", "kl_bwd", "precision", "resimulation", "support", "accuracy", "confidence", "ink_error")
 _NOT_APPLICABLE = "not applicable: the model is unconditional and cannot sample a fiber"
 
 
@@ -201,7 +201,7 @@ def _summarise(values: dict[str, dict[str, list[float]]], protocol: Protocol) ->
         name: MetricResult(
             Estimate.of(values["model"][name], protocol.confidence, protocol.seed),
             Estimate.of(values["noise_floor"][name], protocol.confidence, protocol.seed),
-            has_ratio=name not in _NO_RATIO,
+            has_ratio=METRICS_DECLARED[name].ratio,
         )
         for name in values["model"]
     }

@@ -24,11 +24,10 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import CloudMetrics
+from bundlenet.evaluation.metrics import FIBER_SCORES, METRICS, CloudMetrics
 
 log = logging.getLogger("bundlenet.evaluation.report")
 
-LABELS = {"mmd": "MMD", "msmd": "MSMD", "kl_fwd": "KL-fwd", "kl_bwd": "KL-bwd", "w1": "W1", "w2": "W2"}
 MODEL_ORDER = ("bundlenet", "bundlenet_paper", "cflow", "cfm", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
 DATA_ORDER = ("torus", "sliced_torus", "moebius", "wine", "airfoil", "csv")
 
@@ -123,9 +122,7 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-_EXTRA = (("precision", "precision", False), ("coverage", "coverage / floor", True), ("support", "in support", False),
-          ("image_mmd", "image MMD / floor", True), ("accuracy", "classified as their digit", False),
-          ("ink_error", "ink error", False), ("confidence", "classifier confidence", False))
+_EXTRA = tuple((m.name, m.label, m.ratio) for m in FIBER_SCORES)
 
 
 def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
@@ -134,7 +131,7 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
     swept = varying(runs)
     extra = [(n, label, ratio) for n, label, ratio in _EXTRA
              if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)]
-    header = ["data", "model", *swept, *[LABELS[n] for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
+    header = ["data", "model", *swept, *[METRICS[n].label for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|"]
     # a swept data option (e.g. data.base of digits) makes a data set of its own, with its own floor
     data_keys = [k for k in swept if k.startswith("data.")]
@@ -177,14 +174,14 @@ def _ratio(result: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- quality against time
-TIME_METRICS = (("w2", "ratio", "fiber W2 / floor"), ("precision", "value", "precision (mean distance to the fiber)"),
-                ("coverage", "ratio", "coverage / floor"), ("support", "value", "share inside the support"))
+TIME_METRICS = tuple((m.name, "ratio" if m.ratio else "value", m.over_time) for m in METRICS.values() if m.over_time)
 
 
 @dataclass(frozen=True)
 class Curve:
     """Mean, 95% t-interval and range (lowest, highest) over seeds of one metric, per budget, for
-    one data set and model."""
+    one data set and model. With ``end``, the last point is not a budget but the end of training
+    (runs that stopped before the next budget): its x is the runs' mean training seconds."""
 
     data: str
     model: str
@@ -196,11 +193,31 @@ class Curve:
     steps: tuple[float, ...]
     low: tuple[float, ...] = ()
     high: tuple[float, ...] = ()
+    end: bool = False
+
+
+def _reached(run: Run, budget: float) -> dict[str, Any] | None:
+    """The run's budgets.json entry of ``budget`` when training reached it (its own
+    ``budget_*s.ckpt``); ``None`` when the run stopped first (the entry holds the final model)."""
+    entry = next((b for b in run.budgets if b["budget_s"] == budget), None)
+    if entry is None or Path(str(entry.get("checkpoint", ""))).name != f"budget_{budget:g}s.ckpt":
+        return None
+    return entry
+
+
+def _value(fiber: Any, metric: str, field_name: str) -> float | None:
+    value = fiber.get(metric, {}).get(field_name) if isinstance(fiber, dict) else None
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def time_curves(runs: list[Run]) -> list[Curve]:
     """Quality against training time from the runs' ``budgets.json``, grouped by data set and
-    model (and any swept override other than the seed), averaged over seeds."""
+    model (and any swept override other than the seed), averaged over seeds.
+
+    A curve holds the budgets every seed reached; when a seed stopped before a later budget, the
+    curve ends with the final models at the runs' mean training time instead of repeating the
+    final model at budgets it never reached.
+    """
     import statistics
 
     from scipy import stats
@@ -213,27 +230,31 @@ def time_curves(runs: list[Run]) -> list[Curve]:
             groups.setdefault((run.data, label), []).append(run)
     curves = []
     for (data, model), members in groups.items():
-        budgets = sorted({b["budget_s"] for r in members for b in r.budgets})
+        every = sorted({b["budget_s"] for r in members for b in r.budgets})
+        budgets = [b for b in every if all(_reached(r, b) is not None for r in members)]
+        seconds = [r.metrics.get("train_seconds") for r in members]
+        end = len(budgets) < len(every) and all(isinstance(t, (int, float)) for t in seconds)
+        end_x = statistics.fmean(cast(list[float], seconds)) if end else 0.0
+        end = end and (not budgets or end_x > budgets[-1])
         for metric, field_name, _ in TIME_METRICS:
+            columns = [[_value(cast(dict[str, Any], _reached(r, b))["fiber"], metric, field_name) for r in members] for b in budgets]
+            if end:
+                columns.append([_value(r.metrics.get("fiber"), metric, field_name) for r in members])
+            if not columns or any(v is None for column in columns for v in column):
+                continue
             means, halves, lows, highs = [], [], [], []
-            for budget in budgets:
-                values = []
-                for r in members:
-                    entry = next((b for b in r.budgets if b["budget_s"] == budget), None)
-                    value = entry["fiber"].get(metric, {}).get(field_name) if entry and isinstance(entry["fiber"], dict) else None
-                    if entry is not None and value is not None and math.isfinite(value):  # a value comes with its entry
-                        values.append(float(value))
-                if not values:
-                    break
+            for column in columns:
+                values = [float(cast(float, v)) for v in column]
                 means.append(statistics.fmean(values))
                 lows.append(min(values))
                 highs.append(max(values))
                 n = len(values)
                 halves.append(float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan"))
-            if len(means) == len(budgets):
-                curves.append(Curve(data, model, metric, tuple(budgets), tuple(means), tuple(halves), len(members),
-                                    tuple(statistics.fmean([b["step"] for r in members for b in r.budgets if b["budget_s"] == x]) for x in budgets),
-                                    tuple(lows), tuple(highs)))
+            steps = [statistics.fmean([float(cast(dict[str, Any], _reached(r, b))["step"]) for r in members]) for b in budgets]
+            if end:
+                steps.append(statistics.fmean([float(r.metrics.get("steps") or 0) for r in members]))
+            curves.append(Curve(data, model, metric, (*budgets, end_x) if end else tuple(budgets), tuple(means), tuple(halves),
+                                len(members), tuple(steps), tuple(lows), tuple(highs), end))
     return curves
 
 
@@ -257,7 +278,8 @@ def time_table(curves: list[Curve]) -> str:
                 else:
                     half = c.half_width[i]
                     cells.append(f"{c.mean[i]:.3g}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
-            lines.append("| " + " | ".join([data, model, f"{budget:g}", f"{first.steps[i]:.0f}", *cells, str(first.seeds)]) + " |")
+            when = f"end of training ({budget:.0f})" if first.end and i == len(first.budgets) - 1 else f"{budget:g}"
+            lines.append("| " + " | ".join([data, model, when, f"{first.steps[i]:.0f}", *cells, str(first.seeds)]) + " |")
     return "\n".join(lines)
 
 
@@ -268,7 +290,9 @@ def plot_time_curves(path: Path, curves: list[Curve]) -> None:
 
     datas = sorted({c.data for c in curves}, key=lambda d: _order(d, DATA_ORDER))
     metrics = [m for m in TIME_METRICS if any(c.metric == m[0] for c in curves)]
-    fig, axes = plt.subplots(len(metrics), len(datas), figsize=(3.2 * len(datas), 2.6 * len(metrics)), squeeze=False)
+    models = sorted({c.model for c in curves}, key=lambda m: (_order(m.split(" ")[0], MODEL_ORDER), m))
+    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}  # one colour per model in every panel
+    fig, axes = plt.subplots(len(metrics), len(datas), figsize=(3.2 * len(datas), 2.6 * len(metrics) + 0.6), squeeze=False)
     for j, data in enumerate(datas):
         for i, (metric, _, label) in enumerate(metrics):
             ax = axes[i][j]
@@ -280,19 +304,27 @@ def plot_time_curves(path: Path, curves: list[Curve]) -> None:
                 below = [m - lo for m, lo in zip(c.mean, c.low)] if c.low else None
                 above = [hi - m for m, hi in zip(c.mean, c.high)] if c.high else None
                 ax.errorbar(c.budgets, c.mean, yerr=None if below is None else [below, above], marker="o", capsize=3,
-                            label=c.model)
+                            label=c.model, color=colour[c.model])
+                if c.end:  # the end of training, before the next budget: a square, no tick
+                    ax.plot(c.budgets[-1:], c.mean[-1:], marker="s", markersize=8, fillstyle="none", linestyle="",
+                            color=colour[c.model])
+            ticks = sorted({b for c in drawn for b in (c.budgets[:-1] if c.end else c.budgets)})
             ax.set_xscale("log")
-            ax.set_xticks(drawn[0].budgets, [f"{b:g}" for b in drawn[0].budgets])
+            ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
             ax.minorticks_off()
             if i == 0:
                 ax.set_title(data)
-            if j == 0:
+            if not any(c.data == d and c.metric == metric for d in datas[:j] for c in curves):  # the row's first panel
                 ax.set_ylabel(label, fontsize=8)
             if i == len(metrics) - 1 or not any(c.data == data and c.metric == metrics[i + 1][0] for c in curves):
                 ax.set_xlabel("training seconds (1 thread)")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("mean over seeds; bars: lowest to highest seed", fontsize=9)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colour[m], marker="o", label=m) for m in models]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 4), fontsize=8, frameon=False)
+    ends = any(c.end for c in curves)
+    fig.suptitle("Fiber quality against training time: mean over seeds; bars: lowest to highest seed"
+                 + ("; squares: the end of training (the runs stopped before the next budget)" if ends else ""), fontsize=9)
+    rows = math.ceil(len(models) / 4)
+    fig.tight_layout(rect=(0, 0.25 * rows / (2.6 * len(metrics) + 0.6) + 0.02, 1, 1))
     save_figure(fig, path)
 
 

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import per_query, wasserstein
-from bundlenet.geometry import project_to_level_set
+from bundlenet.geometry import per_query, project_to_level_set, wasserstein
 from bundlenet.nn.resimulator import ColumnRange, Resimulator
 from bundlenet.nn.support import SupportTransform
 
@@ -102,18 +101,31 @@ class EmpiricalBase(nn.Module):
             self.points = torch.empty_like(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def warn_if_far(self, base: Tensor, fraction: float = 0.1) -> None:
-        """Warn about base points farther than ``fraction`` × the training base extent from every
-        training base point: their fibers are extrapolated."""
+    def warn_if_far(self, base: Tensor, spec: BundleSpec, fraction: float = 0.1) -> None:
+        """Warn about base points (``[B, d_B]``, scaled units) farther than ``fraction`` × the
+        training base extent from every training base point: their fibers are extrapolated.
+
+        The message is in the table's own units (``spec.to_original``): the base point as the
+        user gave it, the nearest training base point and the training range of each column.
+        """
         if self.points.shape[0] == 0:
             return
         extent = float((self.points.max(0).values - self.points.min(0).values).norm())
-        distance = per_query(base.to(self.points), self.points, lambda d: d.min(dim=1).values)
+        base = base.to(self.points)
+        nearest = per_query(base, self.points, lambda d: d.argmin(dim=1))
+        distance = (base - self.points[nearest]).norm(dim=1)
         far = (distance > fraction * extent).nonzero().squeeze(1).tolist()
+        if not far:
+            return
+        names = spec.base_names
+        original = spec.to_original(base, "base")
+        training = spec.to_original(self.points, "base")
+        ranges = ", ".join(f"{n} {lo:.4g} to {hi:.4g}" for n, lo, hi in
+                           zip(names, training.min(0).values.tolist(), training.max(0).values.tolist(), strict=True))
         for i in far[:5]:
             log.warning(
-                "base point %d %s is %.3g from the nearest training base point (data extent %.3g): "
-                "its fiber is extrapolated", i, [round(v, 4) for v in base[i].tolist()], float(distance[i]), extent,
+                "base point %d (%s) is far from every training base point (nearest: %s; training range: %s): "
+                "its fiber is extrapolated", i, _named(names, original[i]), _named(names, training[nearest[i]]), ranges,
             )
 
     def draw(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -121,6 +133,11 @@ class EmpiricalBase(nn.Module):
             raise InputError("this model has no training base points; train it (or load a trained checkpoint) before sample()")
         idx = torch.randint(self.points.shape[0], (num_samples,), generator=generator, device=self.points.device)
         return self.points[idx]
+
+
+def _named(names: tuple[str, ...] | list[str], point: Tensor) -> str:
+    """``"u=4.5, v=0"``: a base point ``[d_B]`` with its column names."""
+    return ", ".join(f"{n}={v:.4g}" for n, v in zip(names, point.tolist(), strict=True))
 
 
 class BundleModel(pl.LightningModule, ABC):
@@ -239,7 +256,7 @@ class BundleModel(pl.LightningModule, ABC):
         if int(num_samples) <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         base = self.check_base(base, units)
-        self.base_bank.warn_if_far(base)
+        self.base_bank.warn_if_far(base, self.spec)
         repeated = base.repeat_interleave(int(num_samples), dim=0)
         x = self._generate_eval(repeated, self._generator(seed, generator))
         x = x.reshape(base.shape[0], int(num_samples), self.spec.total_dim)
@@ -308,7 +325,7 @@ class BundleModel(pl.LightningModule, ABC):
         scaled = self.check_base(points, units)
         if fixed:
             columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
-            self.base_bank.warn_if_far(scaled)
+            self.base_bank.warn_if_far(scaled, self.spec)
             x = sample_fixed(self, scaled, per_point, columns, gen, steps).double()
             x = self.spec.to_original(x, "total") if units == "original" else x
             given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}

@@ -62,23 +62,33 @@ class BundleNet(BundleModel):
             (about one per ``points_per_nbhd`` training points, at most ``max_nbhds`` and the
             number of distinct base points; neighbourhoods of fewer than ``points_per_nbhd / 4``
             points are merged into their neighbours).
-        num_circles, fiber_span: circle factors of a fiber, and how many directions it spreads
-            in (a circle: 2); ``None`` takes the data's (``spec.fiber_circles``,
-            ``spec.fiber_span``; without one, d_E − d_B + 2·circles, capped at D).
+        points_per_nbhd: training points per neighbourhood when ``num_nbhds`` is ``None``.
+        max_nbhds: the most neighbourhoods chosen from the data.
+        num_circles: circle factors of a fiber; ``None`` takes the data's (``spec.fiber_circles``).
+        fiber_span: how many directions a fiber spreads in (a circle: 2); ``None`` takes the
+            data's (``spec.fiber_span``; without one, d_E − d_B + 2·circles, capped at D).
+        num_blocks: coupling blocks of the fiber flow (``coupling``).
+        hidden_features: width of the couplings' networks and of the projection network.
+        depth: hidden layers of the couplings' networks and of the projection network.
+        num_bins: bins of each rational-quadratic spline.
+        tail_bound: the splines act on [−tail_bound, tail_bound] (identity outside).
         fiber_flow: ``coupling`` (spline couplings, trained by likelihood) or ``cnf`` (an ODE
             trained by flow matching).
-        num_blocks, hidden_features, depth, num_bins, tail_bound: the coupling fiber flow (and
-            ``hidden_features``, ``depth``: the projection network).
-        velocity_features, velocity_depth, ode_steps, ode_method: the ``cnf`` fiber flow.
+        velocity_features: width of the ``cnf`` velocity network.
+        velocity_depth: hidden layers of the ``cnf`` velocity network.
+        ode_steps: fixed solver steps of the ``cnf`` flow on [0, 1].
+        ode_method: the ``cnf`` solver: ``euler``, ``midpoint`` or ``rk4``.
         fiber_context: what the fiber-shape couplings see: ``base`` (y itself), ``chart``
             (the cover's blended centre) or ``none``.
-        ring_width, normal_width: widths of the latent's circles and normal coordinates.
+        ring_width: width of the latent's circles.
+        normal_width: width of the latent's normal coordinates.
         learn_widths: train a width factor per interval and normal latent coordinate with the
             likelihood (:class:`~bundlenet.nn.fiber_prior.FiberLatent`).
         commutativity_weight: weight of ‖π̂(x) − y‖ in the loss.
         overlap: bandwidth of the cover's partition of unity, in centre spacings.
         cover_seed: seed of k-means.
-        optimizer, scheduler: factories (``model.optimizer``, ``model.scheduler``).
+        optimizer: factory of the optimizer (``model.optimizer``), given the parameters.
+        scheduler: factory of the learning-rate schedule (``model.scheduler``), given the optimizer.
     """
 
     has_density = True

@@ -12,7 +12,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
-from bundlenet.evaluation.metrics import pairwise_distances, per_query
+from bundlenet.geometry import pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
 rank_zero_warn = rank_zero_only(log.warning)
@@ -164,7 +164,3 @@ class Cover(nn.Module):
         """The partition of unity at each base point: ``[N, d_B]`` → ``[N, K]``, rows sum to 1."""
         d2 = per_query(base, self.centres, lambda d: d.pow(2))
         return torch.softmax(-d2 / (2 * self.bandwidth.to(d2) ** 2), dim=1)
-
-    def distance_to_centre(self, base: Tensor) -> Tensor:
-        """Distance of each base point to its nearest centre: ``[N]``."""
-        return per_query(base, self.centres, lambda d: d.min(dim=1).values)

@@ -31,9 +31,6 @@ class LatentStats:
         """The statistics of the given rows (an index or boolean mask)."""
         return LatentStats(self.mean[rows], self.std[rows], self.radius_mean[rows], self.radius_std[rows])
 
-    def detach(self) -> LatentStats:
-        return LatentStats(self.mean.detach(), self.std.detach(), self.radius_mean.detach(), self.radius_std.detach())
-
 
 def _masked_mean_std(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and unbiased std over dim 1 of ``values [G, M, F]`` where ``mask [G, M]``."""

@@ -9,8 +9,8 @@ adds one pseudo-point (``PRIOR_POINTS``) of the fit over all points to its fit, 
 :math:`\Sigma_{\text{pool}}` the weighted mean of the :math:`\hat\Sigma_k`: a neighbourhood
 of a few points (an outlying base value) gets a sensible frame instead of a degenerate one (an
 isolated point's covariance is 0, and a training point near it had local coordinates of 10⁶).
-Larger neighbourhoods keep their own fit (a pseudo-point in every fit moved the Möbius band's
-W2 from 2.05 to 2.28 × its floor, 3 seeds).
+Larger neighbourhoods keep their own fit (a pseudo-point in every fit would bias the frames of
+well-populated neighbourhoods toward the global one).
 At a base point y the frame blends them,
 
 .. math::
@@ -41,9 +41,8 @@ pseudo-points of the regression over all points, gives :math:`A_k` ``[d, d_B]`` 
 class; per base coordinate), blended as :math:`A(y) = \sum_k w_k(y) A_k` (:meth:`gradient_at`).
 The fit uses the data's values at their cells' centres, not their dequantization noise, which
 would bias it. Samplers use it to round discrete columns without moving a sample off its base
-point (:meth:`~bundlenet.models.bundlenet.BundleNet.round_on_fiber`). It does not change the frame:
-making its directions the frame's normal coordinates improved the digits' ink error only from
-0.76% to 0.67% and put the Möbius band's samples 5× farther from their fiber (3 seeds).
+point (:meth:`~bundlenet.models.bundlenet.BundleNet.round_on_fiber`). It does not change the
+frame: the frame's normal coordinates stay the principal directions of the deviations.
 
 Shapes: ``to_local(x [N, d], y [N, d_B], cover) → (r [N, d], log_det [N])``; ``from_local(r, y, cover) → x``.
 """
@@ -57,8 +56,8 @@ import torch
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from torch import Tensor, nn
 
+from bundlenet.geometry import distinct_rows
 from bundlenet.nn.cover import Cover
-from bundlenet.nn.trivialization import distinct_rows
 
 
 class LocalFrames(nn.Module):

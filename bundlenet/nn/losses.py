@@ -13,7 +13,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from bundlenet.evaluation.metrics import knn_kl_divergence, mean_nearest_distance
+from bundlenet.geometry import knn_kl_divergence, mean_nearest_distance
 
 DEFAULT_WEIGHTS = {"commutativity": 10.0, "kl_fwd": 1.0, "kl_bwd": 1.0, "distance": 1.0}
 

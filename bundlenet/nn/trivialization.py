@@ -19,6 +19,7 @@ from nflows.transforms import (
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
+from bundlenet.geometry import distinct_rows
 from bundlenet.nn.fiber_prior import FiberLatent
 
 Coupling = Literal["rq_spline", "affine"]
@@ -49,16 +50,6 @@ class ConditionalMLP(nn.Module):
     def forward(self, inputs: Tensor, context: Tensor | None = None) -> Tensor:
         h = inputs if context is None else torch.cat([inputs, context], dim=1)
         return self.out(self.body(h)).to(inputs.dtype)
-
-
-def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """The distinct rows of ``x [N, C]`` and, for each row, its index among them:
-    ``(x[first] [U, C], index [N])`` with ``x == x[first][index]``. Differentiable in ``x``
-    (the distinct rows are gathered from ``x``, not copies of it)."""
-    _, index = torch.unique(x.detach(), dim=0, return_inverse=True)
-    first = torch.full((int(index.max()) + 1 if index.numel() else 0,), x.shape[0], dtype=index.dtype, device=x.device)
-    first = first.scatter_reduce(0, index, torch.arange(x.shape[0], device=x.device), reduce="amin")
-    return x[first], index
 
 
 class ConditionalAffine(Transform):

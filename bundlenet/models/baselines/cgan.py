@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from bundlenet.models.baselines.gan import GANBaseline
@@ -14,9 +12,6 @@ class CGAN(GANBaseline):
 
     A fiber over y is :math:`\{G(z, \hat y) : z \sim N(0, I)\}`.
     """
-
-    def __init__(self, spec: Any, **kwargs: Any) -> None:
-        super().__init__(spec, **kwargs)
 
     def condition_dim(self) -> int:
         return self.spec.base_dim
