@@ -41,11 +41,14 @@ from torch import Tensor
 
 
 def project_to_level_set(x: Tensor, y: Tensor, forward: Callable[[Tensor], Tensor], steps: int = 20,
-                         damping: float = 1e-9, tolerance: float = 1e-10) -> Tensor:
+                         damping: float = 1e-9, tolerance: float = 1e-10,
+                         jacobian: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Points ``x [N, d]`` moved onto {π = y} for targets ``y [N, m]``: ``[N, d]``.
 
     Stops early once every residual ‖π(x) − y‖ is below ``tolerance``. Rows whose step is not
-    finite (a Jacobian of rank < m) keep their last finite position.
+    finite (a Jacobian of rank < m) keep their last finite position. ``jacobian`` (``[N, d]`` →
+    ``[N, m, d]``) replaces the Jacobians of ``torch.func`` (e.g. finite differences of a map
+    that is not written in torch).
     """
     x = x.detach().clone()
     y = y.to(x)
@@ -53,7 +56,7 @@ def project_to_level_set(x: Tensor, y: Tensor, forward: Callable[[Tensor], Tenso
     def single(row: Tensor) -> Tensor:
         return forward(row.unsqueeze(0)).squeeze(0)
 
-    jac_fn = torch.func.vmap(torch.func.jacrev(single))
+    jac_fn = jacobian or torch.func.vmap(torch.func.jacrev(single))
     with torch.no_grad():
         for _ in range(int(steps)):
             residual = forward(x) - y  # [N, m]

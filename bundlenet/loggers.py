@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
@@ -16,3 +17,23 @@ class WandbLogger(_WandbLogger):
         super().__init__(**kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+
+
+_LIGHTNING_NOISE = ("💡 Tip", "GPU available: False", "TPU available: False", "HPU available: False",
+                    "`weights_only` was not set")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_LIGHTNING_NOISE)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's lines a user cannot act on (the litlogger tips; "GPU/TPU/HPU available:
+    False" on a CPU machine; the default of ``weights_only`` when it reloads the best weights).
+    Its warnings and real information stay."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero", "pytorch_lightning.trainer.connectors.checkpoint_connector"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())

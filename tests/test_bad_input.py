@@ -512,7 +512,7 @@ def test_command_lines_give_one_error_line_and_exit_2(tmp_path: Path, module: st
 
 
 def test_resuming_another_model_class_names_both(trained) -> None:
-    from bundlenet.cli.train import _check_model_class
+    from bundlenet.training import _check_model_class
     from bundlenet.models.baselines.cfm import ConditionalFlowMatching
 
     model, dm, ckpt = trained

@@ -12,12 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bundlenet"
 # lowest first; a module may import modules of its own top-level name and of lower layers only
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "geometry": 1, "io": 1, "optim": 1,
+    "geometry": 1, "io": 1, "optim": 1, "configs": 1,
     "bundles": 2,
     "nn": 3, "data": 3,
     "models": 4,
     "evaluation": 5, "checkpoint": 5, "callbacks": 5, "loggers": 5,
-    "cli": 7,
+    "training": 6,
+    "cli": 7, "api": 7,
     # python -m entry points
     "benchmark": 8, "evaluate": 8, "report": 8, "sample": 8,
 }

@@ -27,6 +27,7 @@ from bundlenet.checkpoint import load_model
 from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.data.csv_table import read_header, read_text, sniff_delimiter
 from bundlenet.errors import InputError, positive_int
+from bundlenet.models.inverse import resolve_forward
 
 log = logging.getLogger("bundlenet.cli.sample")
 
@@ -147,8 +148,14 @@ def sample(cfg: DictConfig) -> Path:
         existing = [p for p in image_paths(output, base.shape[0]) if p.exists()]
         if existing:
             raise InputError(f"image {existing[0]} exists; choose another output= or pass overwrite=true")
-    samples = model.sample_fiber(base, num, seed=seed, units=units)
-    write_samples(output, base.cpu(), samples.cpu(), names, model.spec.total_names,
+    fixed = cfg.get("fixed")
+    fixed = OmegaConf.to_object(fixed) if OmegaConf.is_config(fixed) else fixed
+    if fixed is not None and not isinstance(fixed, dict):
+        raise InputError(f"fixed must be a mapping of total columns to values, e.g. fixed='{{{model.spec.total_names[0]}:1.5}}'; got {fixed!r}")
+    forward = resolve_forward(cfg.get("forward"), "forward") if cfg.get("forward") else None
+    frame = model.sample_frame(base, num, fixed=fixed, seed=seed, refine=cfg.get("refine"), forward=forward, units=units)
+    samples = torch.tensor(frame[list(model.spec.total_names)].to_numpy(copy=True)).reshape(base.shape[0], num, -1)
+    write_samples(output, base.cpu(), samples, names, model.spec.total_names,
                   model.spec.total_support if units == "original" else None)
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
     if fmt == "png" and image_shape is not None:

@@ -1,50 +1,30 @@
-"""The training job behind ``python train.py``: build everything from a Hydra config, fit,
-evaluate, and write the run's files."""
+"""``python train.py``: check the options and the run directory, take its lock, run the
+training job (:func:`bundlenet.training.run_training`), and turn an interruption into a line
+saying how to resume and exit code 143 (SIGTERM) or 130 (SIGINT)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import shlex
 import sys
-import time
-import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from bundlenet.callbacks import FinalCheckpoint, MetricHistory, PlainProgress
-from bundlenet.checkpoint import checkpoint_step, read_checkpoint
-from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, quiet_lightning, run_cli
-from bundlenet.errors import CheckpointError, InputError
-from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
-from bundlenet.evaluation.protocol import Protocol, evaluate_model
-from bundlenet.io import run_lock, write_json, write_text
+from bundlenet.callbacks import FinalCheckpoint
+from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, run_cli
+from bundlenet.errors import InputError
+from bundlenet.io import run_lock
+from bundlenet.training import TrainingInterrupted, lookup, run_training
 
 log = logging.getLogger(__name__)
-
-# Lightning notices that an epoch of one full batch is shorter than its logging interval, and an
-# internal deprecation of its own; neither is actionable for a user of train.py.
-warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-# a resumed run (ckpt_path=last) or a rerun in its own hydra.run.dir writes best.ckpt/last.ckpt in place
-warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty\.", UserWarning)
-
-
-def instantiate_list(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a config group dict that has a ``_target_`` (callbacks, loggers)."""
-    if not cfg:
-        return []
-    return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 # files of a run that a new run in the same directory would replace or mix with its own
@@ -157,31 +137,6 @@ class RunDirGuard(HydraCallback):
         self._stack.close()
 
 
-def _check_model_class(model: Any, ckpt_path: str | None) -> None:
-    """Refuse to resume a checkpoint of another model class, naming both."""
-    if ckpt_path is None:
-        return
-    saved = str(read_checkpoint(ckpt_path)["bundlenet"].get("model", ""))
-    mine = f"{type(model).__module__}.{type(model).__qualname__}"
-    if saved and saved != mine:
-        raise CheckpointError(f"the checkpoint {ckpt_path} holds a {saved.rpartition('.')[2]} model, this run trains a "
-                              f"{type(model).__name__}; resume with the checkpoint's model= option, or start a new run")
-
-
-def _carry_csv_history(loggers: list[Any], resume_step: int) -> None:
-    """Keep the rows up to ``resume_step`` of a resumed run's CSV log (Lightning's CSV logger
-    deletes its ``metrics.csv`` when it starts): the log continues where the checkpoint was."""
-    for lg in loggers:
-        if not isinstance(lg, CSVLogger):
-            continue
-        path = Path(lg.log_dir) / "metrics.csv"
-        if not path.is_file():
-            continue
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").strip() and float(r["step"]) <= resume_step]
-        lg.experiment.metrics.extend({k: v for k, v in r.items() if v != ""} for r in rows)
-
-
 def _stop_interrupted(cfg: DictConfig, final: FinalCheckpoint, out: Path) -> None:
     """After SIGTERM/SIGINT: one line saying what was saved and how to resume; exit 143/130."""
     signal_name = final.interrupted or "SIGTERM"
@@ -200,220 +155,11 @@ def _stop_interrupted(cfg: DictConfig, final: FinalCheckpoint, out: Path) -> Non
 
 
 def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
-    start = time.perf_counter()
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
-
-    os.environ.setdefault("WANDB_SILENT", "true")  # no banners or prompts; we log where the run is
-    quiet_lightning()
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("fit")
-    model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
-    model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
-    # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
-    model.fit_data(*datamodule.train_tensors())
-    _check_model_class(model, ckpt_path)
-    callbacks = instantiate_list(cfg.get("callbacks"))
-    extra: dict[str, Any] = {}
-    if cfg.trainer.get("enable_progress_bar") is False or not sys.stdout.isatty():
-        # Lightning refuses a bar callback with the bar off; a log file gets plain lines instead of bar frames
-        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-        extra["enable_progress_bar"] = False
-        if not cfg.trainer.get("fast_dev_run"):
-            callbacks.append(PlainProgress())
-    loggers = instantiate_list(cfg.get("logger"))
-    if ckpt_path is not None:
-        _carry_csv_history(loggers, checkpoint_step(ckpt_path))
-    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
-        # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
-        log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
-        extra["gradient_clip_val"] = None
-    if cfg.trainer.get("check_val_every_n_epoch") is not None and isinstance(cfg.trainer.get("val_check_interval"), int):
-        # validation counted in epochs: an integer step interval would have to fit inside one epoch
-        extra["val_check_interval"] = None
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
-    for lg in trainer.loggers:
-        lg.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
-    if trainer.is_global_zero:
-        write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("output dir: %s", out)
-
-    final = next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SystemExit:  # Lightning's exit after a SIGINT, or its SIGTERM exception (exit code 0)
-        if final is not None and final.interrupted:
-            _stop_interrupted(cfg, final, out)
-        raise
-    if final is not None and final.interrupted:
-        _stop_interrupted(cfg, final, out)
-    ckpt = final_checkpoint(trainer)
-    # the checkpoints are written: the evaluation runs without the gradients and optimizer state
-    model.zero_grad(set_to_none=True)
-    for optimizer in trainer.optimizers:
-        optimizer.state.clear()
-    # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
-    ckpt_step = checkpoint_step(ckpt) if ckpt else None
-    steps = trainer.global_step or (ckpt_step or 0)
-    metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
-    if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        metrics.update(final_report(cfg, model, datamodule, out, str(ckpt) if ckpt else None, ckpt_step))
-        history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
-        if history is not None:
-            plot_curves(out / "curves.png", history.history)
-        publish(trainer, metrics, out)
-        for lg in trainer.loggers:
-            if isinstance(lg, WandbLogger):
-                run_dir = Path(lg.experiment.dir).parent
-                lg.experiment.finish()
-                log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, run_dir)
-        metrics["checkpoint"] = str(ckpt)
-        metrics["checkpoint_step"] = ckpt_step
-        budgets = evaluate_budgets(cfg, datamodule, out, metrics)
-        if budgets:
-            write_json(out / "budgets.json", budgets)
-        write_json(out / "metrics.json", metrics)
-        fiber = metrics["fiber"]
-        if isinstance(fiber, dict):
-            log.info("%s", fiber_summary(fiber))
-        log.info("checkpoint: %s", ckpt)
-    return metrics
-
-
-def evaluate_budgets(cfg: DictConfig, datamodule: Any, out: Path, final: dict[str, Any]) -> list[dict[str, Any]]:
-    """Evaluate the checkpoints :class:`~bundlenet.callbacks.BudgetCheckpoints` wrote
-    (``checkpoints/budget_*s.ckpt``): one entry per budget with its step and the fiber metrics
-    (as in metrics.json). Budgets the run outlasted use the final model."""
-    budget_cb = next((c for c in (cfg.get("callbacks") or {}).values()
-                      if isinstance(c, DictConfig) and str(c.get("_target_", "")).endswith("BudgetCheckpoints")), None)
-    if budget_cb is None:
-        return []
-    from bundlenet.checkpoint import load_model
-
-    protocol = Protocol.from_config(cfg.evaluation)
-    entries = []
-    for budget in sorted(float(b) for b in budget_cb.budgets):
-        path = Path(budget_cb.dirpath) / f"budget_{budget:g}s.ckpt"
-        if path.is_file():
-            model = load_model(path)
-            step = checkpoint_step(path)
-            fiber = summarize(evaluate_model(model, datamodule.bundle, protocol).to_dict()["fiber"])
-        else:  # training ended before this budget: the final model
-            step, fiber, path = final["steps"], final["fiber"], Path(str(final.get("checkpoint")))
-        entries.append({"budget_s": budget, "step": step, "checkpoint": str(path), "fiber": fiber})
-    return entries
-
-
-def summarize(scope: dict[str, Any] | str) -> dict[str, Any] | str:
-    """Each metric's mean, noise floor and ratio from an evaluation scope (``n/a`` strings kept)."""
-    if isinstance(scope, str):
-        return scope
-    return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
-            for name, r in scope.items()}
-
-
-def fiber_summary(fiber: dict[str, Any]) -> str:
-    """The run's last line: the fiber metrics that tell a good model from a bad one (W2 and
-    coverage beside their floors, precision and the re-simulation error, 0 at best)."""
-    parts = [f"fiber W2 {fiber['w2']['value']:.4g}{_ratio(fiber['w2'])}", f"precision {fiber['precision']['value']:.3g}"]
-    if "coverage" in fiber:
-        parts.append(f"coverage {fiber['coverage']['value']:.3g}{_ratio(fiber['coverage'])}")
-    if "resimulation" in fiber:
-        parts.append(f"re-simulation error {fiber['resimulation']['value']:.3g}")
-    if "forest_resimulation" in fiber:
-        parts.append(f"re-simulation error judged by a forest {fiber['forest_resimulation']['value']:.3g}"
-                     f"{_ratio(fiber['forest_resimulation'])}")
-    return "; ".join(parts)
-
-
-def _ratio(metric: dict[str, Any]) -> str:
-    return f" ({metric['ratio']:.2f}x its floor)" if metric.get("ratio") is not None else ""
-
-
-def final_checkpoint(trainer: pl.Trainer) -> Path | None:
-    """The run's last checkpoint (``last.ckpt``), else its best one, else ``None``."""
-    cb = trainer.checkpoint_callback
-    if cb is None:
-        return None
-    dirpath = getattr(cb, "dirpath", None)  # a ModelCheckpoint's; the Checkpoint base class has none
-    candidates = [getattr(cb, "last_model_path", ""), Path(dirpath, "last.ckpt") if dirpath else "",
-                  getattr(cb, "best_model_path", "")]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
-
-
-def lookup(metrics: dict[str, Any], key: str) -> Any:
-    """``metrics["a"]["b"]`` for the dotted key ``"a.b"`` (``None`` when absent)."""
-    value: Any = metrics
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict with ``/``-joined keys."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
-
-
-def publish(trainer: pl.Trainer, metrics: dict[str, Any], out: Path) -> None:
-    """Send the final metrics and figures to the configured loggers (wandb gets the images).
-
-    The CSV logger is skipped: its table has fixed columns, and metrics.json holds these values.
-    """
-    final = {f"final/{k}": v for k, v in flatten(metrics).items()}
-    for lg in trainer.loggers:
-        if isinstance(lg, CSVLogger):
-            continue
-        lg.log_metrics(final, step=trainer.global_step)
-        if hasattr(lg, "log_image"):  # one key per figure: their sizes differ
-            for image in (out / "fibers.png", out / "latent.png", out / "curves.png"):
-                if image.exists():
-                    lg.log_image(key=f"figures/{image.stem}", images=[str(image)])
-        lg.save()
-
-
-def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None,
-                 ckpt_step: int | None = None) -> dict[str, Any]:
-    """Run the evaluation protocol (``evaluation.json``), draw the fiber figure, and return the
-    metrics.json summary: each metric's mean, noise floor and ratio, per scope."""
-    protocol = Protocol.from_config(cfg.evaluation)
-    bundle = datamodule.bundle
-    result = evaluate_model(model, bundle, protocol)
-    report = result.to_dict()
-    write_json(out / "evaluation.json", {"checkpoint": ckpt, "checkpoint_step": ckpt_step, "bundle": type(bundle).__name__, **report})
-    log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
-    if model.conditional:
-        gen = torch.Generator().manual_seed(protocol.seed)
-        # base points spread over the base: the farthest-apart of many drawn like the data
-        base = spread_points(bundle.sample_total(50 * cfg.evaluation.plot_fibers, gen).base, cfg.evaluation.plot_fibers)
-        true = bundle.sample_fiber(base, protocol.num_points, gen)
-        generated = model.sample_fiber(base, protocol.num_points, seed=protocol.seed).cpu()
-        image_shape = getattr(bundle, "image_shape", None)
-        if image_shape is not None:
-            plot_image_fibers(out / "fibers.png", base, true, generated, image_shape, bundle.base_names)
-        else:
-            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names,
-                        equal_scales=bundle.spec.unscaled)  # a table's columns have units of their own
-    else:
-        log.info("no fibers.png: %s is unconditional", type(model).__name__)
-    if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points
-        total, base = datamodule.train_tensors()
-        latent, nbhd, circles = model.latent_codes(total.to(model.device), base.to(model.device))
-        plot_latent(out / "latent.png", latent, nbhd, circles)
-
-    return {"fiber": summarize(report["fiber"]), "global": summarize(report["global"]), "protocol": report["protocol"],
-            "evaluation_seconds": report["seconds"]}
+        return run_training(cfg, ckpt_path=ckpt_path)[1]
+    except TrainingInterrupted as stopped:
+        _stop_interrupted(cfg, stopped.final, Path(cfg.paths.output_dir))
+        raise  # _stop_interrupted exits
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

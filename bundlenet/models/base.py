@@ -7,7 +7,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -15,14 +16,23 @@ from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
 from bundlenet.errors import InputError, positive_int
-from bundlenet.geometry import per_query, wasserstein
+from bundlenet.geometry import per_query, project_to_level_set, wasserstein
+from bundlenet.nn.resimulator import ColumnRange, Resimulator
 from bundlenet.nn.support import SupportTransform
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bundlenet.models.inverse import ForwardMap
 
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
-_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale")  # state older checkpoints lack and their loaders fill in
+# state older checkpoints lack and their loaders fill in
+_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale", "total_range.low", "total_range.high",
+              "total_range.fitted", "resimulator.weight", "resimulator.phase", "resimulator.coef", "resimulator.fitted")
+REFINE_STEPS = 20  # Gauss–Newton steps of refine=True
 
 
 @dataclass(frozen=True)
@@ -146,8 +156,12 @@ class BundleModel(pl.LightningModule, ABC):
     """
 
     conditional: ClassVar[bool] = True
+    has_density: ClassVar[bool] = False  # density_std is implemented (log_prob, fixed= of sample_frame)
+    learned_projection: ClassVar[bool] = False  # the model learns π̂ itself (else a Resimulator is fitted)
     data_config: dict[str, Any] | None = None
     data_hash: str | None = None  # of the training points (fit_data); checkpoints keep it
+    run_dir: Path | None = None  # set by bundlenet.fit: the run's directory
+    metrics: dict[str, Any] | None = None  # set by bundlenet.fit: the run's metrics.json
     fitted: Tensor  # a buffer: whether fit_data has run
 
     def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
@@ -159,6 +173,9 @@ class BundleModel(pl.LightningModule, ABC):
         self.total_scaler = Standardizer(self.spec.total_dim)
         self.base_scaler = Standardizer(self.spec.base_dim)
         self.base_bank = EmpiricalBase(self.spec.base_dim)
+        self.total_range = ColumnRange(self.spec.total_dim)
+        if not self.learned_projection:
+            self.resimulator = Resimulator(self.spec.total_dim, self.spec.base_dim)
         self.register_buffer("fitted", torch.tensor(False))
 
     # ----------------------------------------------------------------- data-dependent state
@@ -178,6 +195,9 @@ class BundleModel(pl.LightningModule, ABC):
         self.total_scaler.fit(self.columns(total, torch.Generator(device=total.device).manual_seed(0)))
         self.base_scaler.fit(base)
         self.base_bank.fit(base)
+        self.total_range.fit(total)
+        if not self.learned_projection:
+            self.resimulator.fit(self.standardize(total, dequantize=False), self.base_scaler(base))
         self.fit_extra(total, base)
         self.fitted.fill_(True)
         self.data_hash = data_hash(total, base)
@@ -263,6 +283,177 @@ class BundleModel(pl.LightningModule, ABC):
         if units == "original":
             x, base = self.spec.to_original(x, "total"), self.spec.to_original(base, "base")
         return (x, base) if return_base else x
+
+    # ----------------------------------------------------------------- inverse design
+    @torch.no_grad()
+    def sample_frame(self, base: Any, num_samples: int = 200, *, fixed: dict[str, float] | None = None,
+                     seed: int | None = None, refine: bool | int | None = None, forward: ForwardMap | None = None,
+                     units: Units = "original", steps: int = 300) -> pd.DataFrame:
+        """Fiber samples as a table: the base columns, then the total columns, one row per
+        sample (the sample CLI's CSV layout), in ``units`` (default: the data file's).
+
+        Args:
+            base: one point (a number for one base column, ``d_B`` numbers, or ``{column:
+                value}``), a list of points, a DataFrame with the base columns (``num_samples``
+                rows per point), or ranges ``{column: (lo, hi)}``: ``num_samples`` base points
+                drawn from the training base points inside the ranges, one sample each
+                (:mod:`bundlenet.models.inverse`).
+            num_samples: samples per base point (or in all, for ranges).
+            fixed: ``{total column: value}``: those columns hold the value and the others follow
+                the model's p(x_free | x_fixed, y) (Metropolis–Hastings, ``steps`` steps; models
+                with a density).
+            seed: seed of the draws (``None``: torch's global generator).
+            refine: ``True`` (``REFINE_STEPS``) or a number of Gauss–Newton steps moving each
+                sample onto π(x) = y along the normal of the fiber (:meth:`refine`), with
+                ``forward`` when given, else the model's :meth:`resimulate`.
+            forward: the true forward map, arrays ``[N, d_E]`` → ``[N, d_B]`` in the data's
+                units (torch functions are differentiated exactly, others by finite differences).
+        """
+        import pandas as pd
+
+        from bundlenet.models.inverse import fixed_columns, parse_base, sample_fixed
+
+        if not self.conditional:
+            raise InputError(f"{type(self).__name__} is unconditional: it cannot sample over a base point; use sample(n)")
+        if not isinstance(num_samples, int) or num_samples <= 0:
+            raise InputError(f"num_samples must be a positive integer, got {num_samples}")
+        check_units(units)
+        gen = self._generator(seed, None)
+        points, per_point = parse_base(self, base, int(num_samples), gen)
+        scaled = self.check_base(points, units)
+        if fixed:
+            columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
+            self.base_bank.warn_if_far(scaled, self.spec)
+            x = sample_fixed(self, scaled, per_point, columns, gen, steps).double()
+            x = self.spec.to_original(x, "total") if units == "original" else x
+            given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
+            for name, value in given.items():  # exactly the given values, in the output's units
+                x[..., self.spec.total_names.index(name)] = float(value)
+        else:
+            columns = {}
+            x = self.sample_fiber(scaled, per_point, generator=gen, units="scaled").double()
+            x = self.spec.to_original(x, "total") if units == "original" else x
+        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
+        flat = x.reshape(-1, self.spec.total_dim)
+        if refine:
+            flat = self.refine(flat, flat_base, forward=forward, steps=REFINE_STEPS if refine is True else int(refine),
+                               units=units, keep=list(columns))
+        rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
+        return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
+
+    def _fixed_to_original(self, fixed: dict[str, float]) -> dict[str, float]:
+        names = self.spec.total_names
+        point = torch.zeros(1, self.spec.total_dim, dtype=torch.float64)
+        for name, value in fixed.items():
+            if name in names:
+                point[0, names.index(name)] = float(value)
+        original = self.spec.to_original(point, "total")[0]
+        return {name: float(original[names.index(name)]) if name in names else value for name, value in fixed.items()}
+
+    def resimulation_map(self, units: Units = "original") -> Callable[[Tensor], Tensor]:
+        """The model's stand-in for π as a differentiable function ``[N, d_E]`` → ``[N, d_B]`` in
+        ``units``: BundleNet's projection π̂, else the :class:`Resimulator` fitted on the
+        training data."""
+        check_units(units)
+        if not self.learned_projection and not bool(self.resimulator.fitted):
+            raise InputError(f"this {type(self).__name__} checkpoint has no re-simulation regressor (written before it "
+                             f"existed); retrain it, or pass forward= (the true map)")
+
+        def forward(x: Tensor) -> Tensor:
+            scaled = self.spec.to_scaled(x.to(self.dtype), "total") if units == "original" else x.to(self.dtype)
+            y = self.base_scaler.inverse(self.projection_std(self.standardize(scaled, dequantize=False)))
+            return (self.spec.to_original(y, "base") if units == "original" else y).to(x.dtype)
+
+        return forward
+
+    def projection_std(self, u: Tensor) -> Tensor:
+        """Standardised total points ``[N, d_E]`` → standardised base points ``[N, d_B]``:
+        the :class:`Resimulator` (models with a learned projection override it)."""
+        return self.resimulator(u)
+
+    @torch.no_grad()
+    def resimulate(self, total: object, units: Units = "original") -> Tensor:
+        """π̂(x) ``[N, d_B]`` of points ``total [N, d_E]`` (both in ``units``): BundleNet's learned
+        projection, else a regressor fitted on the training data (:class:`Resimulator`)."""
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
+        return self.resimulation_map(units)(x)
+
+    def refine(self, total: object, base: object, *, forward: ForwardMap | None = None, steps: int = REFINE_STEPS,
+               units: Units = "original", keep: list[int] | None = None) -> Tensor:
+        """Points ``total [N, d_E]`` moved onto the fiber of π over ``base [N, d_B]`` (both in
+        ``units``) by Gauss–Newton steps normal to the fiber over the continuous columns (not those
+        in ``keep``), clipped to the columns' bounds: ``[N, d_E]`` (float64). π is ``forward`` (the
+        data's units) when given, else :meth:`resimulation_map`."""
+        from bundlenet.models.inverse import refine, torch_map
+
+        check_units(units)
+        if int(steps) < 1:
+            raise InputError(f"refine needs at least 1 step, got {steps}")
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, torch.float64)
+        y = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, torch.float64)
+        if y.shape[0] != x.shape[0]:
+            raise InputError(f"refine needs one base point per point; got {y.shape[0]} for {x.shape[0]} points")
+        if forward is None:
+            pi = self.resimulation_map(units)
+        else:
+            user = torch_map(forward)
+            pi = user if units == "original" else (lambda v: self.spec.to_scaled(user(self.spec.to_original(v, "total")), "base"))
+        with torch.enable_grad():
+            return refine(self, x, y, pi, int(steps), keep or ())
+
+    def project_start(self, u: Tensor, y: Tensor, free: Tensor) -> Tensor:
+        """Starting points of fixed-input chains ``u [N, d_E]`` over ``y [N, d_B]`` (standardised):
+        moved onto the fiber of the learned projection in the ``free`` columns where the model has
+        one; unchanged otherwise."""
+        if not self.learned_projection:
+            return u
+        mask = torch.zeros(u.shape[1], dtype=torch.bool, device=u.device)
+        mask[free] = True
+
+        def masked(v: Tensor) -> Tensor:
+            return self.projection_std(torch.where(mask, v, v.detach()))
+
+        with torch.enable_grad():
+            moved = project_to_level_set(u, y, masked, steps=10)
+        return torch.where(torch.isfinite(moved), moved, u)
+
+    # ----------------------------------------------------------------- densities
+    def density_std(self, u: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(u | y) ``[N]`` of standardised total points ``u [N, d_E]`` over standardised base
+        points ``y [N, d_B]`` (:meth:`standardize`, ``base_scaler``), for models with a density."""
+        raise InputError(f"{type(self).__name__} has no density; log_prob and fixed= need bundlenet, cflow or cfm")
+
+    @torch.no_grad()
+    def log_prob(self, total: object, base: object, units: Units = "original", seed: int = 0) -> Tensor:
+        """log p(x | y) ``[N]`` of points ``total [N, d_E]`` over ``base [N, d_B]`` (or one base
+        point for all), per unit volume of the data's ``units``: the model's density of the
+        standardised space (:meth:`density_std`) plus the log-Jacobians of the column maps
+        (support maps, the standardisation, and for ``original`` the file's scaling) of the
+        continuous columns. Discrete columns and point masses count the density of their
+        dequantized cell at its centre (a probability per cell width, not a density in x).
+        What is exact per model: docs/python.md."""
+        if not self.has_density:
+            raise InputError(f"{type(self).__name__} has no density; log_prob and fixed= need bundlenet, cflow or cfm")
+        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]
+        scaled = self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
+        y = self.check_base(base, units)
+        if y.shape[0] == 1:
+            y = y.expand(x.shape[0], -1)
+        if y.shape[0] != x.shape[0]:
+            raise InputError(f"log_prob needs one base point, or one per point; got {y.shape[0]} for {x.shape[0]} points")
+        gen = torch.Generator(device=x.device).manual_seed(int(seed))
+        out = []
+        continuous = self.columns.num_values == 0 if self.columns.active else torch.ones(self.spec.total_dim, dtype=torch.bool)
+        for xs, ys in zip(scaled.split(4096), y.split(4096)):
+            pushed = torch.func.jvp(lambda v: self.standardize(v, dequantize=False), (xs,), (torch.ones_like(xs),))
+            u, diag = pushed[0], pushed[1]  # the maps act per column: the tangent of ones is the Jacobian's diagonal
+            log_jac = torch.where(continuous.to(xs.device), diag.abs().clamp_min(1e-30).log(), 0.0).sum(1)
+            out.append(self.density_std(u, self.base_scaler(ys), gen) + log_jac)
+        result = torch.cat(out)
+        if units == "original" and self.spec.total_scale is not None:
+            scales = torch.tensor(self.spec.total_scale, dtype=result.dtype, device=result.device)
+            result = result - torch.where(continuous.to(scales.device), scales.log(), 0.0).sum()
+        return result
 
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:

@@ -91,6 +91,9 @@ class BundleNet(BundleModel):
         scheduler: factory of the learning-rate schedule (``model.scheduler``), given the optimizer.
     """
 
+    has_density = True
+    learned_projection = True
+
     def __init__(
         self,
         spec: BundleSpec | dict[str, Any],
@@ -323,25 +326,17 @@ class BundleNet(BundleModel):
         """proj₁∘φ = π̂: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""
         return self.trivialize(total, units).base
 
-    @torch.no_grad()
-    def log_prob(self, total: object, base: object, units: Units = "original") -> Tensor:
-        """The fiber log-density log p(x | y) of points ``total [N, d_E]`` over ``base [N, d_B]``
-        (or one base point for all): ``[N]``, per unit volume of the model's standardised space
-        (continuous columns; constant Jacobians of the unit conversions are left out). Exact when
-        the latent has no padding coordinates (D = d_E, e.g. the torus); otherwise a one-draw
-        estimate of a lower bound (:meth:`log_likelihood`).
-        """
-        x = self._points(total, units)
-        y = self.check_base(base, units)
-        if y.shape[0] == 1:
-            y = y.expand(x.shape[0], -1)
-        if y.shape[0] != x.shape[0]:
-            raise InputError(f"log_prob needs one base point, or one per point; got {y.shape[0]} for {x.shape[0]} points")
-        gen = torch.Generator(device=x.device).manual_seed(0)
-        return torch.cat([
-            self.log_likelihood(self.standardize(xs, dequantize=False), self.base_scaler(ys), gen)
-            for xs, ys in zip(x.split(_CHUNK), y.split(_CHUNK))
-        ])
+    def density_std(self, u: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`log_likelihood` (the shared interface of :meth:`BundleModel.log_prob`): exact when
+        the latent has no padding coordinates (D = d_E, e.g. the torus); otherwise
+        log p(x, ε | y) − log q(ε) for one draw ε, whose exponential is an unbiased estimate of
+        p(x | y) (its mean a lower bound on log p(x | y)); with ``fiber_flow=cnf``, exact up to
+        the ODE solver's discretisation."""
+        return torch.cat([self.log_likelihood(us, ys, generator) for us, ys in zip(u.split(_CHUNK), y.split(_CHUNK))])
+
+    def projection_std(self, u: Tensor) -> Tensor:
+        """π̂ on standardised points: the projection network."""
+        return self.projection(u)
 
     @torch.no_grad()
     def latent_codes(self, total: Tensor, base: Tensor) -> tuple[Tensor, Tensor, int]:

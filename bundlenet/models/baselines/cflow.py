@@ -28,6 +28,8 @@ class ConditionalFlow(BundleModel):
     :math:`f^{-1}(u; \hat y)`, u ~ N(0, I_D), keeping the first d_E coordinates.
     """
 
+    has_density = True
+
     def __init__(
         self,
         spec: BundleSpec | dict[str, Any],
@@ -63,21 +65,32 @@ class ConditionalFlow(BundleModel):
             return x
         return torch.cat([x, torch.randn(x.shape[0], extra, generator=generator, device=x.device, dtype=x.dtype)], dim=1)
 
-    def log_prob(self, total: Tensor, base: Tensor, dequantize: bool = True, generator: torch.Generator | None = None) -> Tensor:
-        """log p(x̃ | y) of standardised points (padding included): ``[N]``."""
-        u, logdet = self.flow(self._pad(self.standardize(total, dequantize, generator), generator), self.base_scaler(base))
-        return -0.5 * u.pow(2).sum(1) - 0.5 * self.features * math.log(2 * math.pi) + logdet
+    def joint_log_prob(self, u: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(ũ | y) of standardised points ``u [N, d_E]`` with one draw of the padding ε
+        (included) over standardised ``y``: ``[N]``, the training objective."""
+        return self.joint_log_prob_padded(self._pad(u, generator), y)
+
+    def density_std(self, u: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """log p(u | y): exact for d_E ≥ 2 (no padding); for one column, log p(u, ε | y) − log q(ε)
+        for one draw ε ~ N(0, 1), whose exponential is an unbiased estimate of p(u | y): ``[N]``."""
+        padded = self._pad(u, generator)
+        eps = padded[:, u.shape[1]:]
+        return self.joint_log_prob_padded(padded, y) + 0.5 * eps.pow(2).sum(1) + 0.5 * eps.shape[1] * math.log(2 * math.pi)
+
+    def joint_log_prob_padded(self, padded: Tensor, y: Tensor) -> Tensor:
+        z, logdet = self.flow(padded, y)
+        return -0.5 * z.pow(2).sum(1) - 0.5 * self.features * math.log(2 * math.pi) + logdet
 
     def selection_score(self, fibers: Tensor, bases: Tensor) -> Tensor:
         """−mean log p(x̃ | y) of the validation points (cell centres, padding of a fixed seed)."""
         gen = torch.Generator(device=fibers.device).manual_seed(0)
         with torch.no_grad():
-            return -self.log_prob(fibers.reshape(-1, fibers.shape[-1]), bases.reshape(-1, bases.shape[-1]),
-                                  dequantize=False, generator=gen).mean()
+            u = self.standardize(fibers.reshape(-1, fibers.shape[-1]), dequantize=False, generator=gen)
+            return -self.joint_log_prob(u, self.base_scaler(bases.reshape(-1, bases.shape[-1])), gen).mean()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = self.rank_share(*batch)
-        loss = -self.log_prob(total, base).mean()
+        loss = -self.joint_log_prob(self.standardize(total), self.base_scaler(base)).mean()
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"non-finite negative log-likelihood at step {self.global_step}; lower model.optimizer.lr "
