@@ -112,3 +112,15 @@ def test_fit_trains_the_model_train_py_trains(tmp_path: Path) -> None:
         assert ours["fiber"][name]["value"] == pytest.approx(metric["value"], rel=1e-5), name
     strip = [line for line in (tmp_path / "fit" / "config.yaml").read_text().splitlines() if str(tmp_path) not in line]
     assert strip == [line for line in (tmp_path / "cli" / "config.yaml").read_text().splitlines() if str(tmp_path) not in line]
+
+
+def test_sample_frame_gives_discrete_values_exactly_as_in_the_data(tmp_path: Path) -> None:
+    """A column of ages 90 and 91 (scaled and back in float32 they become 90.00001): the frame
+    holds exactly 90 and 91, as the sample CLI's CSV does."""
+    from bundlenet import fit
+
+    table = line_table(400)
+    table["age"] = np.where(table["x1"] > 0, 91.0, 90.0)
+    model = fit(table, base="y", run_dir=tmp_path / "run", evaluate=False, **FAST)
+    frame = model.sample_frame([[0.5], [-1.0]], 50, seed=0)
+    assert set(np.unique(frame["age"].to_numpy())) <= {90.0, 91.0}

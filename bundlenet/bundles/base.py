@@ -99,6 +99,25 @@ class ColumnSupport:
                    None if values is None else tuple(float(v) for v in values), tuple(float(v) for v in d.get("atoms") or ()))
 
 
+def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``[N, d_E]`` (original units, float64) with each discrete column's values and each
+    point mass set to the exact value of the data (the float32 round trip through the scaling
+    gives 90.00001 for 90), and the mask ``[N, d_E]`` of the cells that now hold such a value."""
+    x = samples.double().clone()
+    exact = torch.zeros_like(x, dtype=torch.bool)
+    for j, support in enumerate(supports or ()):
+        if support.values:
+            allowed = torch.tensor(support.values, dtype=torch.float64)
+            x[:, j] = allowed[(x[:, j, None] - allowed).abs().argmin(dim=1)]
+            exact[:, j] = True
+        for atom in support.atoms:
+            span = max([1.0, *(abs(v) for v in (support.lower, support.upper) if v is not None)])
+            hit = (x[:, j] - atom).abs() <= 1e-5 * span
+            x[hit, j] = atom
+            exact[:, j] |= hit
+    return x, exact
+
+
 @dataclass(frozen=True)
 class BundleSpec:
     """What a model must know of its data, stored in every checkpoint.

@@ -22,7 +22,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bundlenet.bundles.base import ColumnSupport, check_points
+from bundlenet.bundles.base import ColumnSupport, check_points, snap_to_support
 from bundlenet.checkpoint import load_model
 from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.data.csv_table import read_header, read_text, sniff_delimiter
@@ -55,25 +55,6 @@ def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
         return torch.tensor([[float(r[c]) for c in cols] for r in rows[1:] if r], dtype=torch.float32)
     except (ValueError, IndexError) as err:
         raise InputError(f"base_points_file {p} has a non-numeric or short row ({err})") from None
-
-
-def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``[N, d_E]`` (original units, float64) with each discrete column's values and each
-    point mass set to the exact value of the data (the float32 round trip through the scaling
-    gives 90.00001 for 90), and the mask ``[N, d_E]`` of the cells that now hold such a value."""
-    x = samples.double().clone()
-    exact = torch.zeros_like(x, dtype=torch.bool)
-    for j, support in enumerate(supports or ()):
-        if support.values:
-            allowed = torch.tensor(support.values, dtype=torch.float64)
-            x[:, j] = allowed[(x[:, j, None] - allowed).abs().argmin(dim=1)]
-            exact[:, j] = True
-        for atom in support.atoms:
-            span = max([1.0, *(abs(v) for v in (support.lower, support.upper) if v is not None)])
-            hit = (x[:, j] - atom).abs() <= 1e-5 * span
-            x[hit, j] = atom
-            exact[:, j] |= hit
-    return x, exact
 
 
 def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_names: tuple[str, ...], total_names: tuple[str, ...],

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
+from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units, snap_to_support
 from bundlenet.errors import InputError, positive_int
 from bundlenet.geometry import per_query, project_to_level_set, wasserstein
 from bundlenet.nn.resimulator import ColumnRange, Resimulator
@@ -338,6 +338,8 @@ class BundleModel(pl.LightningModule, ABC):
         if refine:
             flat = self.refine(flat, flat_base, forward=forward, steps=REFINE_STEPS if refine is True else int(refine),
                                units=units, keep=list(columns))
+        if units == "original":  # discrete values and point masses exactly as in the data
+            flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
         rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
         return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
 
