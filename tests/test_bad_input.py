@@ -512,8 +512,8 @@ def test_command_lines_give_one_error_line_and_exit_2(tmp_path: Path, module: st
 
 
 def test_resuming_another_model_class_names_both(trained) -> None:
-    from bundlenet.training import _check_model_class
     from bundlenet.models.baselines.cfm import ConditionalFlowMatching
+    from bundlenet.training import _check_model_class
 
     model, dm, ckpt = trained
     _check_model_class(model, str(ckpt))  # the same class: fine

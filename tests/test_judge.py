@@ -72,3 +72,26 @@ def test_too_few_held_out_rows_give_no_judge() -> None:
     bundle = TabularBundle(x, y, ["x1", "x2"], ["y"], fibers="nearest", fiber_neighbours=5)
     assert bundle.test_index.numel() < 10
     assert bundle.fiber_scores(x[:10].unsqueeze(0), y[:1]) == {}
+
+
+def sum_forward(x):  # the true map of sum_table, named as data.forward="tests.test_judge:sum_forward"
+    return x.sum(-1, keepdim=True)
+
+
+def test_a_tables_true_map_gives_the_exact_resimulation_error() -> None:
+    import pytest
+
+    from bundlenet.errors import InputError
+
+    x, y = sum_table(600)
+    bundle = TabularBundle(x, y, ["x1", "x2"], ["y"], fibers="nearest", forward="tests.test_judge:sum_forward")
+    base = torch.tensor([[3.0], [5.0]], dtype=torch.float64)
+    x1 = torch.linspace(1.1, 2.9, 40, dtype=torch.float64).expand(2, 40).unsqueeze(-1)
+    on = torch.cat([x1, base.unsqueeze(1) - x1], dim=-1)  # exactly on the fibers, original units
+    scores = bundle.fiber_scores(on, base)
+    torch.testing.assert_close(scores["resimulation"], torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0)
+    off = on + torch.tensor([0.5, 0.25], dtype=torch.float64)  # π(x̂) = y + 0.75, in scaled units 0.75 / the base's scale
+    expected = torch.full((2,), 0.75 / float(bundle.base_scale[0]), dtype=torch.float64)
+    torch.testing.assert_close(bundle.fiber_scores(off, base)["resimulation"], expected, atol=1e-9, rtol=0)
+    with pytest.raises(InputError, match=r"data.forward=tests.test_judge:nowhere: module 'tests.test_judge' has no function"):
+        TabularBundle(x, y, ["x1", "x2"], ["y"], fibers="nearest", forward="tests.test_judge:nowhere")

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bundlenet"
 # lowest first; a module may import modules of its own top-level name and of lower layers only
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "geometry": 1, "io": 1, "optim": 1, "configs": 1,
+    "geometry": 1, "io": 1, "optim": 1, "configs": 1, "forward": 1,
     "bundles": 2,
     "nn": 3, "data": 3,
     "models": 4,

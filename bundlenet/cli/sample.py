@@ -27,7 +27,7 @@ from bundlenet.checkpoint import load_model
 from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.data.csv_table import read_header, read_text, sniff_delimiter
 from bundlenet.errors import InputError, positive_int
-from bundlenet.models.inverse import resolve_forward
+from bundlenet.forward import resolve_forward
 
 log = logging.getLogger("bundlenet.cli.sample")
 

@@ -31,6 +31,7 @@ from bundlenet.bundles.base import Bundle, BundleSamples, BundleSpec, Units, che
 from bundlenet.data.columns import infer_supports
 from bundlenet.data.judge import TableJudge
 from bundlenet.errors import InputError
+from bundlenet.forward import resolve_forward, torch_map
 from bundlenet.geometry import nearest_neighbour_distance, pairwise_distances, per_query
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,9 @@ class TabularBundle(Bundle):
             the authors' protocol) or ``test`` (held-out rows only; the noise floor then draws
             each fiber from the training rows, :meth:`sample_fiber_floor`).
         fiber_circles: circle factors expected in a fiber (default of ``model.num_circles``).
+        forward: the true map π of the table as ``module:function`` (arrays ``[N, d_E]`` → ``[N, d_B]``
+            in the table's units), when the rows come from a known simulator or formula: the
+            evaluation then reports the re-simulation error ‖π(x̂) − y‖ with it (``resimulation``).
         bounds: ``{column: [lower, upper]}`` stated bounds of input columns, either side
             ``None`` (the columns' supports: :func:`bundlenet.data.columns.infer_supports`).
         discrete: ``auto`` (columns with at most ``max_discrete_values`` distinct values), or
@@ -141,6 +145,7 @@ class TabularBundle(Bundle):
         max_exact_values: int = 50,
         fiber_source: FiberSource = "all",
         fiber_circles: int = 0,
+        forward: str | None = None,
         bounds: Mapping[str, Any] | None = None,
         discrete: str | Sequence[str] = "auto",
         max_discrete_values: int = 20,
@@ -152,6 +157,9 @@ class TabularBundle(Bundle):
         self.total_names = tuple(str(n) for n in total_names)
         self.base_names = tuple(str(n) for n in base_names)
         self.fiber_circles = int(fiber_circles)
+        self.forward = None if forward is None else str(forward)
+        if self.forward is not None:
+            resolve_forward(self.forward, "data.forward")  # a bad name costs one line now, not after training
         dtype = torch.get_default_dtype()
         total, base = torch.as_tensor(total), torch.as_tensor(base)
         if total.shape[0] != base.shape[0] or total.shape[1] != self.total_dim or base.shape[1] != self.base_dim:
@@ -374,15 +382,23 @@ class TabularBundle(Bundle):
         held-out rows): ``forest_resimulation``, the re-simulation error ‖f(x̂) − y‖ judged by a
         random forest f, and ``nearest_row``, the median distance to the nearest row of the
         table. Real rows are judged as held-out ones, so a sample of real fibers scores the
-        noise floors. None when the test split holds fewer than 10 rows."""
-        if self._judge is None:
-            if not TableJudge.usable(self.test_index.numel()):
-                return {}
-            self._judge = TableJudge(self.scaled_total, self.scaled_total[self.test_index],
-                                     self.scaled_base[self.test_index], seed=self.split_seed)
+        noise floors. ``resimulation``: with the table's true map π (``forward``), the mean
+        ‖π(x̂) − y‖, also in scaled units. The forest's scores are left out when the test split
+        holds fewer than 10 rows."""
         x = self._to_scaled(total, "total") if check_units(units) == "original" else total
         y = self._to_scaled(base, "base") if units == "original" else base
-        return {"forest_resimulation": self._judge.resimulation(x, y), "nearest_row": self._judge.nearest_row(x)}
+        scores: dict[str, Tensor] = {}
+        if self._judge is None and TableJudge.usable(self.test_index.numel()):
+            self._judge = TableJudge(self.scaled_total, self.scaled_total[self.test_index],
+                                     self.scaled_base[self.test_index], seed=self.split_seed)
+        if self._judge is not None:
+            scores.update(forest_resimulation=self._judge.resimulation(x, y), nearest_row=self._judge.nearest_row(x))
+        if self.forward is not None:  # the true map, resolved here: a bundle with a function in it would not pickle
+            forward = torch_map(resolve_forward(self.forward, "data.forward"))
+            flat = self._to_original(x.reshape(-1, self.total_dim).double(), "total")
+            mapped = self._to_scaled(forward(flat).reshape(-1, self.base_dim).double(), "base").reshape(*x.shape[:-1], -1)
+            scores["resimulation"] = (mapped - y.double().unsqueeze(1)).norm(dim=-1).mean(-1)
+        return scores
 
     def project(self, total: Tensor, units: Units = "original") -> Tensor:
         """π on data: the base of the nearest row in scaled total space (the map is known only on rows)."""

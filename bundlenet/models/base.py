@@ -23,7 +23,7 @@ from bundlenet.nn.support import SupportTransform
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bundlenet.models.inverse import ForwardMap
+    from bundlenet.forward import ForwardMap
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,8 @@ class BundleModel(pl.LightningModule, ABC):
         ``units``) by Gauss–Newton steps normal to the fiber over the continuous columns (not those
         in ``keep``), clipped to the columns' bounds: ``[N, d_E]`` (float64). π is ``forward`` (the
         data's units) when given, else :meth:`resimulation_map`."""
-        from bundlenet.models.inverse import refine, torch_map
+        from bundlenet.forward import torch_map
+        from bundlenet.models.inverse import refine
 
         check_units(units)
         if int(steps) < 1:
