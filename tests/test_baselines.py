@@ -138,6 +138,9 @@ def test_tiny_multirun_becomes_a_report_and_its_checkpoints_evaluate(tmp_path: P
     assert "| torus | wgan | n/a (unconditional) |" in table  # fiber table
     assert table.count("| torus | wgan |") == 2  # fiber and global tables
     assert (sweep / "report.md").read_text().strip() == table.strip()
+    proc = run(["-m", "bundlenet.report", str(sweep)], cwd=tmp_path)  # the report exists: replaced only when asked
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "pass --overwrite" in proc.stderr
+    assert run(["-m", "bundlenet.report", str(sweep), "--overwrite"], cwd=tmp_path).returncode == 0
 
     # the checkpoint records its data: evaluate needs nothing else
     proc = run(["-m", "bundlenet.evaluate", f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
