@@ -120,6 +120,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_tiny_multirun_becomes_a_report_and_its_checkpoints_evaluate(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run([str(REPO / "train.py"), "-m", "model=cgan,wgan", "data=torus", "trainer.max_epochs=4",

@@ -99,6 +99,7 @@ def test_auto_batches_of_wide_rows_hold_at_most_32768_numbers() -> None:
     assert dm.batching() == (512, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["ink"])  # label trains in test_configs' every-data-config test
 def test_train_draws_image_figures_and_sample_writes_png_grids(tmp_path: Path, base: str) -> None:
     run = tmp_path / "run"

@@ -201,6 +201,7 @@ def test_baselines_store_a_resimulation_regressor() -> None:
         older.resimulate(data.total[:5])
 
 
+@pytest.mark.slow
 def test_sample_cli_fixed(trained: tuple[object, object, Path], tmp_path: Path) -> None:
     out = tmp_path / "fixed.csv"
     subprocess.run([sys.executable, "-m", "bundlenet.sample", f"ckpt_path={trained[2]}", "base_points=[[4.5,0.0]]",

@@ -52,6 +52,7 @@ def test_other_loggers_run(tmp_path: Path, logger: str) -> None:
     assert (out / "tensorboard").exists() == (logger == "tensorboard")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [*TINY, "logger=csv", "trainer.max_epochs=300", "trainer.check_val_every_n_epoch=20", f"hydra.run.dir={out}"]
