@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from bundlenet.errors import DivergenceError
+from bundlenet.errors import DivergenceError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DivergenceGuard(pl.Callback):
 
     def __init__(self, max_loss: float = 1e8) -> None:
         if not (isinstance(max_loss, (int, float)) and max_loss > 0):
-            raise DivergenceError(f"callbacks.divergence.max_loss must be a positive number, got {max_loss!r}")
+            raise InputError(f"callbacks.divergence.max_loss must be a positive number, got {max_loss!r}")
         self.max_loss = float(max_loss)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: object) -> None:

@@ -8,6 +8,9 @@ code 2 instead of a traceback.
 from __future__ import annotations
 
 import numbers
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class BundleNetError(Exception):
@@ -35,12 +38,18 @@ def positive_int(value: object, name: str) -> int:
     return int(value)
 
 
-def user_error(err: BaseException | None) -> BundleNetError | None:
-    """The :class:`BundleNetError` behind ``err`` (Hydra's instantiate wraps them), if any."""
+def cause_of(err: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in the chain of ``err`` (``err`` itself, then its
+    ``__cause__`` or ``__context__``: Hydra's instantiate wraps the errors it meets), if any."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, BundleNetError):
+        if isinstance(err, kind):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def user_error(err: BaseException | None) -> BundleNetError | None:
+    """The :class:`BundleNetError` behind ``err`` (Hydra's instantiate wraps them), if any."""
+    return cause_of(err, BundleNetError)

@@ -13,7 +13,7 @@ from typing import TypeVar
 from omegaconf.errors import MissingMandatoryValue
 
 from bundlenet.configs import CONF_DIR, check_choices
-from bundlenet.errors import InputError, user_error
+from bundlenet.errors import InputError, cause_of, user_error
 from bundlenet.io import write_with
 from bundlenet.loggers import quiet_lightning
 
@@ -43,15 +43,12 @@ def run_cli(fn: Callable[..., T], *args: object) -> T:
 
 def _missing_option(err: BaseException | None) -> str | None:
     """The dotted key of the unset mandatory option behind ``err`` (Hydra's instantiate wraps it), if any."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, MissingMandatoryValue):
-            key = str(err.full_key or getattr(err, "key", "") or "")
-            match = re.search(r"Missing mandatory value: ([\w.\[\]]+)", str(err))
-            return key or (match.group(1) if match else "an option")
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
+    missing = cause_of(err, MissingMandatoryValue)
+    if missing is None:
+        return None
+    key = str(missing.full_key or getattr(missing, "key", "") or "")
+    match = re.search(r"Missing mandatory value: ([\w.\[\]]+)", str(missing))
+    return key or (match.group(1) if match else "an option")
 
 
 def check_seed(value: object, option: str = "seed") -> int | None:

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started by a ``ddp`` launcher share their rank 0's lock.
     """
     if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
-        return _train(cfg, resume_path(cfg, Path(cfg.paths.output_dir)))
+        return _train(cfg, None)  # the job resumes from the config's ckpt_path (run_training)
     check_train_options(cfg)
     out = Path(cfg.paths.output_dir)
     with run_lock(out, break_lock=bool(cfg.get("break_lock", False))):
@@ -67,13 +67,6 @@ def check_train_options(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise InputError(f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir")
-
-
-def resume_path(cfg: DictConfig, out: Path) -> str | None:
-    """The checkpoint a run resumes from: ``ckpt_path`` itself, ``<run dir>/checkpoints/last.ckpt``
-    for ``ckpt_path=last``, or ``None``."""
-    ckpt_path = cfg.get("ckpt_path")
-    return str(out / "checkpoints" / "last.ckpt") if ckpt_path == "last" else ckpt_path
 
 
 def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | None:
