@@ -7,5 +7,17 @@ from bundlenet.bundles import Bundle, BundleSpec, GrowingArc, MoebiusBand, Robot
 from bundlenet.models.base import Trivialized
 from bundlenet.models.bundlenet import BundleNet
 
-__all__ = ["Bundle", "BundleNet", "BundleSpec", "GrowingArc", "MoebiusBand", "RobotArm", "SlicedTorus", "TiltedShell", "Torus", "Trivialized",
-           "__version__", "fit"]
+__all__ = [
+    "Bundle",
+    "BundleNet",
+    "BundleSpec",
+    "GrowingArc",
+    "MoebiusBand",
+    "RobotArm",
+    "SlicedTorus",
+    "TiltedShell",
+    "Torus",
+    "Trivialized",
+    "__version__",
+    "fit",
+]

@@ -128,15 +128,19 @@ def resolve_key(cfg: DictConfig, keyword: str) -> str:
     if "__" in keyword:
         key = keyword.replace("__", ".")
         if not _has(cfg, key):
-            raise InputError(f"{keyword}= is not a config key ({key} is not in the composed config); "
-                             f"see `python train.py data=csv --cfg job` for the keys")
+            raise InputError(
+                f"{keyword}= is not a config key ({key} is not in the composed config); "
+                f"see `python train.py data=csv --cfg job` for the keys"
+            )
         return key
     if keyword in cfg and not isinstance(cfg[keyword], DictConfig):
         return keyword
     found = [f"{group}.{keyword}" for group in _SHORTHAND_GROUPS if _has(cfg, f"{group}.{keyword}")]
     if not found:
-        raise InputError(f"{keyword}= is not a key of {', '.join(_SHORTHAND_GROUPS)} or train.yaml; spell it as "
-                         f"group__key=... (e.g. model__{keyword}=...)")
+        raise InputError(
+            f"{keyword}= is not a key of {', '.join(_SHORTHAND_GROUPS)} or train.yaml; spell it as "
+            f"group__key=... (e.g. model__{keyword}=...)"
+        )
     if len(found) > 1:
         spelled = " or ".join(f"{k.replace('.', '__')}=" for k in found)
         raise InputError(f"{keyword}= is a key of more than one config group; write {spelled}")
@@ -165,12 +169,16 @@ def _table_path(data: Any, run_dir: Path) -> Path:
     if isinstance(data, (str, Path)):
         path = Path(data).expanduser()
         if not path.is_file():
-            raise InputError(f"data={str(data)!r} is not a file; give a table path, a pandas DataFrame or a structured NumPy array")
+            raise InputError(
+                f"data={str(data)!r} is not a file; give a table path, a pandas DataFrame or a structured NumPy array"
+            )
         return path.resolve()
     if isinstance(data, np.ndarray):
         if data.dtype.names is None:
-            raise InputError("a NumPy array needs field names for its columns (a structured array, e.g. from "
-                             "np.genfromtxt(..., names=True)); or pass a pandas DataFrame")
+            raise InputError(
+                "a NumPy array needs field names for its columns (a structured array, e.g. from "
+                "np.genfromtxt(..., names=True)); or pass a pandas DataFrame"
+            )
         data = pd.DataFrame(data)
     if not isinstance(data, pd.DataFrame):
         raise InputError(f"data must be a pandas DataFrame, a structured NumPy array or a path, got {type(data).__name__}")

@@ -49,8 +49,9 @@ class MetricHistory(pl.Callback):
         return {"history": {name: [list(p) for p in points] for name, points in self.history.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = defaultdict(list, {name: [(int(s), float(v)) for s, v in points]
-                                          for name, points in state_dict.get("history", {}).items()})
+        self.history = defaultdict(
+            list, {name: [(int(s), float(v)) for s, v in points] for name, points in state_dict.get("history", {}).items()}
+        )
 
 
 class DivergenceGuard(pl.Callback):
@@ -72,14 +73,20 @@ class DivergenceGuard(pl.Callback):
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
             losses["train/loss"] = float(loss.detach())
         else:
-            losses.update({k: float(v) for k, v in trainer.callback_metrics.items()
-                           if k.startswith("train/") and "loss" in k and v.numel() == 1})
+            losses.update(
+                {
+                    k: float(v)
+                    for k, v in trainer.callback_metrics.items()
+                    if k.startswith("train/") and "loss" in k and v.numel() == 1
+                }
+            )
         for name, value in losses.items():
             if not math.isfinite(value) or abs(value) > self.max_loss:
                 raise DivergenceError(
                     f"training diverged at step {trainer.global_step}: {name} = {value:.3g} (non-finite or beyond "
                     f"callbacks.divergence.max_loss={self.max_loss:g}); lower model.optimizer.lr or set "
-                    f"trainer.gradient_clip_val, then train again")
+                    f"trainer.gradient_clip_val, then train again"
+                )
 
 
 class FinalCheckpoint(pl.Callback):
@@ -218,8 +225,12 @@ class FitToTime(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start, self._first_step = time.monotonic(), trainer.global_step
         max_steps = max(1, trainer.max_steps)
-        self._ratios = [(fn, fn.total_steps / max_steps) for config in trainer.lr_scheduler_configs
-                        for fn in getattr(config.scheduler, "lr_lambdas", []) if hasattr(fn, "total_steps")]
+        self._ratios = [
+            (fn, fn.total_steps / max_steps)
+            for config in trainer.lr_scheduler_configs
+            for fn in getattr(config.scheduler, "lr_lambdas", [])
+            if hasattr(fn, "total_steps")
+        ]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
         done = trainer.global_step - self._first_step

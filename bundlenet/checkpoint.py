@@ -34,7 +34,9 @@ class StreamingCheckpointIO(TorchCheckpointIO):
     refused as Lightning refuses them.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)  # type: ignore[arg-type]  # typed str | Path, takes any path
             return
@@ -42,8 +44,10 @@ class StreamingCheckpointIO(TorchCheckpointIO):
             write_with(path, lambda tmp: torch.save(checkpoint, tmp))
         except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
             reason = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0][:80]
-            raise CheckpointError(f"could not write checkpoint {path} ({reason}); the previous one is kept: "
-                                  f"free space or fix permissions, then resume with ckpt_path=last") from None
+            raise CheckpointError(
+                f"could not write checkpoint {path} ({reason}); the previous one is kept: "
+                f"free space or fix permissions, then resume with ckpt_path=last"
+            ) from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -54,7 +58,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:  # torch raises many types (and long messages) for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {p}: incomplete or not a checkpoint; give a complete .ckpt written by train.py") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {p}: incomplete or not a checkpoint; give a complete .ckpt written by train.py"
+        ) from None
     if not isinstance(ckpt, dict) or "bundlenet" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{p} is not a bundlenet checkpoint; {_FIX}")
     return ckpt
@@ -101,8 +107,10 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     cls = model_class(str(ckpt["bundlenet"].get("model", "")))
     hparams = ckpt.get("hyper_parameters", {})
     if not isinstance(hparams, dict):
-        raise CheckpointError(f"checkpoint {path} has no model options (hyper_parameters is {type(hparams).__name__}); "
-                              f"it was edited or not written by train.py: {_FIX}")
+        raise CheckpointError(
+            f"checkpoint {path} has no model options (hyper_parameters is {type(hparams).__name__}); "
+            f"it was edited or not written by train.py: {_FIX}"
+        )
     try:
         model = cls(**hparams)
         model.load_state_dict(ckpt["state_dict"])
@@ -112,12 +120,15 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
             f"checkpoint {path} does not match this bundlenet version "
             f"(written by {ckpt['bundlenet'].get('version', '?')}): {first}"
         ) from None
-    broken = next((name for name, value in model.state_dict().items()
-                   if value.is_floating_point() and bool(torch.isnan(value).any())), None)
+    broken = next(
+        (name for name, value in model.state_dict().items() if value.is_floating_point() and bool(torch.isnan(value).any())), None
+    )
     broken = broken or next((name for name, value in model.named_parameters() if not bool(torch.isfinite(value).all())), None)
     if broken is not None:
-        raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights ({broken}): its training diverged; "
-                              f"use another checkpoint of the run (best.ckpt) or retrain with a lower model.optimizer.lr")
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or infinite weights ({broken}): its training diverged; "
+            f"use another checkpoint of the run (best.ckpt) or retrain with a lower model.optimizer.lr"
+        )
     data = ckpt["bundlenet"].get("data")
     model.data_config = data if isinstance(data, dict) else None
     return model.to(map_location).eval()

@@ -40,9 +40,15 @@ import torch
 from torch import Tensor
 
 
-def project_to_level_set(x: Tensor, y: Tensor, forward: Callable[[Tensor], Tensor], steps: int = 20,
-                         damping: float = 1e-9, tolerance: float = 1e-10,
-                         jacobian: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+def project_to_level_set(
+    x: Tensor,
+    y: Tensor,
+    forward: Callable[[Tensor], Tensor],
+    steps: int = 20,
+    damping: float = 1e-9,
+    tolerance: float = 1e-10,
+    jacobian: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Points ``x [N, d]`` moved onto {π = y} for targets ``y [N, m]``: ``[N, d]``.
 
     Stops early once every residual ‖π(x) − y‖ is below ``tolerance``. Rows whose step is not
@@ -121,9 +127,7 @@ def nearest_neighbour_distance(
     return dist.masked_fill(invalid, float("inf")).min(dim=-1).values
 
 
-def knn_kl_divergence(
-    p: Tensor, q: Tensor, p_mask: Tensor | None = None, q_mask: Tensor | None = None
-) -> Tensor:
+def knn_kl_divergence(p: Tensor, q: Tensor, p_mask: Tensor | None = None, q_mask: Tensor | None = None) -> Tensor:
     """1-NN estimate of KL(P‖Q) from samples ``p [..., n, d]`` and ``q [..., m, d]``: ``[...]``.
 
     Rows of ``p`` whose nearest-neighbour distances are undefined (duplicates only, masked) are

@@ -94,21 +94,28 @@ def run_lock(directory: str | os.PathLike[str], break_lock: bool = False) -> Ite
             except FileExistsError:
                 pid, owner = _lock_owner(path)
                 if owner not in (None, host) and not break_lock:
-                    raise InputError(f"run directory {directory} is locked by process {pid} on host {owner}; wait for "
-                                     f"that job, or pass break_lock=true if it is gone, or another hydra.run.dir") from None
+                    raise InputError(
+                        f"run directory {directory} is locked by process {pid} on host {owner}; wait for "
+                        f"that job, or pass break_lock=true if it is gone, or another hydra.run.dir"
+                    ) from None
                 if owner in (None, host) and pid > 0 and _alive(pid):
-                    raise InputError(f"run directory {directory} is in use by process {pid} (another train.py); "
-                                     f"wait for it, or pass another hydra.run.dir") from None
+                    raise InputError(
+                        f"run directory {directory} is in use by process {pid} (another train.py); "
+                        f"wait for it, or pass another hydra.run.dir"
+                    ) from None
                 path.unlink(missing_ok=True)  # stale: its process is gone (or break_lock)
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()} {host}\n")
             break
         else:
-            raise InputError(f"run directory {directory}: another job took its lock at the same moment; pass another hydra.run.dir")
+            raise InputError(
+                f"run directory {directory}: another job took its lock at the same moment; pass another hydra.run.dir"
+            )
     except OSError as err:
-        raise InputError(f"cannot write the run directory {directory} ({err.strerror or type(err).__name__}); "
-                         f"pass a writable hydra.run.dir") from None
+        raise InputError(
+            f"cannot write the run directory {directory} ({err.strerror or type(err).__name__}); pass a writable hydra.run.dir"
+        ) from None
     _HELD[path] = 1
     atexit.register(_release, path, os.getpid())
     try:

@@ -19,8 +19,13 @@ class WandbLogger(_WandbLogger):
             self._wandb_init.pop("anonymous", None)
 
 
-_LIGHTNING_NOISE = ("💡 Tip", "GPU available: False", "TPU available: False", "HPU available: False",
-                    "`weights_only` was not set")
+_LIGHTNING_NOISE = (
+    "💡 Tip",
+    "GPU available: False",
+    "TPU available: False",
+    "HPU available: False",
+    "`weights_only` was not set",
+)
 
 
 class _DropNoise(logging.Filter):
@@ -32,8 +37,12 @@ def quiet_lightning() -> None:
     """Drop Lightning's lines a user cannot act on (the litlogger tips; "GPU/TPU/HPU available:
     False" on a CPU machine; the default of ``weights_only`` when it reloads the best weights).
     Its warnings and real information stay."""
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
-                 "lightning_fabric.utilities.rank_zero", "pytorch_lightning.trainer.connectors.checkpoint_connector"):
+    for name in (
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero",
+        "pytorch_lightning.trainer.connectors.checkpoint_connector",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())

@@ -72,7 +72,9 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     if ckpt_path == "last":
         ckpt_path = str(out / "checkpoints" / "last.ckpt")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise InputError(f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir")
+        raise InputError(
+            f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -161,8 +163,10 @@ def _check_model_class(model: Any, ckpt_path: str | None) -> None:
     saved = str(read_checkpoint(ckpt_path)["bundlenet"].get("model", ""))
     mine = f"{type(model).__module__}.{type(model).__qualname__}"
     if saved and saved != mine:
-        raise CheckpointError(f"the checkpoint {ckpt_path} holds a {saved.rpartition('.')[2]} model, this run trains a "
-                              f"{type(model).__name__}; resume with the checkpoint's model= option, or start a new run")
+        raise CheckpointError(
+            f"the checkpoint {ckpt_path} holds a {saved.rpartition('.')[2]} model, this run trains a "
+            f"{type(model).__name__}; resume with the checkpoint's model= option, or start a new run"
+        )
 
 
 def _carry_csv_history(loggers: list[Any], resume_step: int) -> None:
@@ -183,8 +187,14 @@ def evaluate_budgets(cfg: DictConfig, datamodule: Any, out: Path, final: dict[st
     """Evaluate the checkpoints :class:`~bundlenet.callbacks.BudgetCheckpoints` wrote
     (``checkpoints/budget_*s.ckpt``): one entry per budget with its step and the fiber metrics
     (as in metrics.json). Budgets the run outlasted use the final model."""
-    budget_cb = next((c for c in (cfg.get("callbacks") or {}).values()
-                      if isinstance(c, DictConfig) and str(c.get("_target_", "")).endswith("BudgetCheckpoints")), None)
+    budget_cb = next(
+        (
+            c
+            for c in (cfg.get("callbacks") or {}).values()
+            if isinstance(c, DictConfig) and str(c.get("_target_", "")).endswith("BudgetCheckpoints")
+        ),
+        None,
+    )
     if budget_cb is None:
         return []
     from bundlenet.checkpoint import load_model
@@ -207,8 +217,10 @@ def summarize(scope: dict[str, Any] | str) -> dict[str, Any] | str:
     """Each metric's mean, noise floor and ratio from an evaluation scope (``n/a`` strings kept)."""
     if isinstance(scope, str):
         return scope
-    return {name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
-            for name, r in scope.items()}
+    return {
+        name: {"value": r["model"]["mean"], "noise_floor": r["noise_floor"]["mean"], "ratio": r["ratio"]}
+        for name, r in scope.items()
+    }
 
 
 def fiber_summary(fiber: dict[str, Any]) -> str:
@@ -220,8 +232,10 @@ def fiber_summary(fiber: dict[str, Any]) -> str:
     if "resimulation" in fiber:
         parts.append(f"re-simulation error {fiber['resimulation']['value']:.3g}")
     if "forest_resimulation" in fiber:
-        parts.append(f"re-simulation error judged by a forest {fiber['forest_resimulation']['value']:.3g}"
-                     f"{_ratio(fiber['forest_resimulation'])}")
+        parts.append(
+            f"re-simulation error judged by a forest {fiber['forest_resimulation']['value']:.3g}"
+            f"{_ratio(fiber['forest_resimulation'])}"
+        )
     return "; ".join(parts)
 
 
@@ -235,8 +249,11 @@ def final_checkpoint(trainer: pl.Trainer) -> Path | None:
     if cb is None:
         return None
     dirpath = getattr(cb, "dirpath", None)  # a ModelCheckpoint's; the Checkpoint base class has none
-    candidates = [getattr(cb, "last_model_path", ""), Path(dirpath, "last.ckpt") if dirpath else "",
-                  getattr(cb, "best_model_path", "")]
+    candidates = [
+        getattr(cb, "last_model_path", ""),
+        Path(dirpath, "last.ckpt") if dirpath else "",
+        getattr(cb, "best_model_path", ""),
+    ]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
@@ -279,15 +296,18 @@ def publish(trainer: pl.Trainer, metrics: dict[str, Any], out: Path) -> None:
         lg.save()
 
 
-def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None,
-                 ckpt_step: int | None = None) -> dict[str, Any]:
+def final_report(
+    cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: str | None = None, ckpt_step: int | None = None
+) -> dict[str, Any]:
     """Run the evaluation protocol (``evaluation.json``), draw the fiber figure, and return the
     metrics.json summary: each metric's mean, noise floor and ratio, per scope."""
     protocol = Protocol.from_config(cfg.evaluation)
     bundle = datamodule.bundle
     result = evaluate_model(model, bundle, protocol)
     report = result.to_dict()
-    write_json(out / "evaluation.json", {"checkpoint": ckpt, "checkpoint_step": ckpt_step, "bundle": type(bundle).__name__, **report})
+    write_json(
+        out / "evaluation.json", {"checkpoint": ckpt, "checkpoint_step": ckpt_step, "bundle": type(bundle).__name__, **report}
+    )
     log.info("evaluation (%.1f s):\n%s", result.seconds, result.table())
     if model.conditional:
         gen = torch.Generator().manual_seed(protocol.seed)
@@ -299,8 +319,15 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
         if image_shape is not None:
             plot_image_fibers(out / "fibers.png", base, true, generated, image_shape, bundle.base_names)
         else:
-            plot_fibers(out / "fibers.png", base, true, generated, bundle.total_names, bundle.base_names,
-                        equal_scales=bundle.spec.unscaled)  # a table's columns have units of their own
+            plot_fibers(
+                out / "fibers.png",
+                base,
+                true,
+                generated,
+                bundle.total_names,
+                bundle.base_names,
+                equal_scales=bundle.spec.unscaled,
+            )  # a table's columns have units of their own
     else:
         log.info("no fibers.png: %s is unconditional", type(model).__name__)
     if hasattr(model, "latent_codes"):  # BundleNet: the encoded fiber latents of the training points
@@ -308,5 +335,9 @@ def final_report(cfg: DictConfig, model: Any, datamodule: Any, out: Path, ckpt: 
         latent, nbhd, circles = model.latent_codes(total.to(model.device), base.to(model.device))
         plot_latent(out / "latent.png", latent, nbhd, circles)
 
-    return {"fiber": summarize(report["fiber"]), "global": summarize(report["global"]), "protocol": report["protocol"],
-            "evaluation_seconds": report["seconds"]}
+    return {
+        "fiber": summarize(report["fiber"]),
+        "global": summarize(report["global"]),
+        "protocol": report["protocol"],
+        "evaluation_seconds": report["seconds"],
+    }

@@ -31,8 +31,9 @@ def _torus_data(seed: int, num_train: int) -> object:
 def _optim() -> dict[str, object]:
     from bundlenet.optim import cosine_with_warmup
 
-    return dict(optimizer=functools.partial(torch.optim.Adam, lr=2e-3),
-                scheduler=functools.partial(cosine_with_warmup, warmup_steps=20))
+    return dict(
+        optimizer=functools.partial(torch.optim.Adam, lr=2e-3), scheduler=functools.partial(cosine_with_warmup, warmup_steps=20)
+    )
 
 
 def make_torus_model(num_nbhds: int | None = 5, seed: int = 0, num_train: int = 500, **kwargs: object) -> tuple[object, object]:
@@ -57,9 +58,16 @@ def make_paper_model(num_nbhds: int = 5, seed: int = 0, num_train: int = 500, **
 
 def fit(model: pl.LightningModule, dm: pl.LightningDataModule, steps: int, root: Path) -> pl.Trainer:
     trainer = pl.Trainer(
-        max_epochs=steps, accelerator="cpu", devices=1, logger=pl.loggers.CSVLogger(root, name="csv"),
-        enable_progress_bar=False, enable_model_summary=False, check_val_every_n_epoch=steps,
-        num_sanity_val_steps=0, gradient_clip_val=1.0, default_root_dir=root,
+        max_epochs=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=pl.loggers.CSVLogger(root, name="csv"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        check_val_every_n_epoch=steps,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        default_root_dir=root,
         callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)],
     )
     trainer.fit(model, datamodule=dm)

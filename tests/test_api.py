@@ -41,8 +41,16 @@ def test_fit_structured_array_and_keywords(tmp_path: Path) -> None:
     from bundlenet import fit
 
     table = line_table().to_records(index=False)
-    model = fit(table, base=["y"], model="cflow", run_dir=tmp_path / "run", evaluate=False, num_blocks=2,
-                overrides=["model.hidden_features=16"], **FAST)
+    model = fit(
+        table,
+        base=["y"],
+        model="cflow",
+        run_dir=tmp_path / "run",
+        evaluate=False,
+        num_blocks=2,
+        overrides=["model.hidden_features=16"],
+        **FAST,
+    )
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert type(model).__name__ == "ConditionalFlow" and model.hparams["num_blocks"] == 2
     assert "max_steps: 20" in config and "hidden_features: 16" in config
@@ -65,7 +73,10 @@ BAD_FITS = [
     ({"base": "strength"}, "data.base_columns: column 'strength' is not in the header"),
     ({"base": "y", "model": "bundlenet2"}, "unknown model 'bundlenet2'; choose one of:"),
     ({"base": "y", "max_stepz": 5}, "max_stepz= is not a key of trainer, model, data, evaluation"),
-    ({"base": "y", "fiber_span": 1}, "fiber_span= is a key of more than one config group; write model__fiber_span= or data__fiber_span="),
+    (
+        {"base": "y", "fiber_span": 1},
+        "fiber_span= is a key of more than one config group; write model__fiber_span= or data__fiber_span=",
+    ),
     ({"base": "y", "model__nonsense": 1}, "model__nonsense= is not a config key"),
     ({"base": "y", "num_train": 1}, "data.num_train=1 must be between 2 and"),
     ({"base": "y", "overrides": ["trainer.max_steps=="]}, "bad override"),
@@ -82,11 +93,14 @@ def test_fit_rejects_bad_input_in_one_line(tmp_path: Path, options: dict[str, ob
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (np.zeros((5, 3)), "a NumPy array needs field names"),
-    ([1, 2, 3], "data must be a pandas DataFrame"),
-    ("/nonexistent/table.csv", "is not a file"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.zeros((5, 3)), "a NumPy array needs field names"),
+        ([1, 2, 3], "data must be a pandas DataFrame"),
+        ("/nonexistent/table.csv", "is not a file"),
+    ],
+)
 def test_fit_rejects_bad_data(tmp_path: Path, data: object, message: str) -> None:
     from bundlenet import fit
 
@@ -101,12 +115,33 @@ def test_fit_trains_the_model_train_py_trains(tmp_path: Path) -> None:
 
     path = tmp_path / "line.csv"
     line_table(600).to_csv(path, index=False)
-    options = ["trainer.max_steps=20", "logger=none", "data.num_val_fibers=2", "data.val_fiber_points=50",
-               "evaluation.iterations=1", "evaluation.num_fibers=2", "evaluation.num_global=200",
-               "evaluation.global_ot_points=null", "evaluation.coverage_points=200", "evaluation.num_points=50"]
+    options = [
+        "trainer.max_steps=20",
+        "logger=none",
+        "data.num_val_fibers=2",
+        "data.val_fiber_points=50",
+        "evaluation.iterations=1",
+        "evaluation.num_fibers=2",
+        "evaluation.num_global=200",
+        "evaluation.global_ot_points=null",
+        "evaluation.coverage_points=200",
+        "evaluation.num_points=50",
+    ]
     fit(path, base="y", run_dir=tmp_path / "fit", overrides=options)
-    subprocess.run([sys.executable, "train.py", "data=csv", f"data.path={path}", "data.base_columns=[y]", *options,
-                    f"hydra.run.dir={tmp_path / 'cli'}"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "data=csv",
+            f"data.path={path}",
+            "data.base_columns=[y]",
+            *options,
+            f"hydra.run.dir={tmp_path / 'cli'}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     ours, theirs = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("fit", "cli"))
     for name, metric in theirs["fiber"].items():
         assert ours["fiber"][name]["value"] == pytest.approx(metric["value"], rel=1e-5), name

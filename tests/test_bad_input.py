@@ -54,7 +54,10 @@ TRAIN_CASES = [
     (["model.fiber_context=index"], "model.fiber_context must be chart, none or base"),
     (["model.num_circles=-1"], "model.num_circles must be >= 0"),
     (["data.fiber_circles=two"], "data.fiber_circles must be auto, null"),
-    (["model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4"], "model.num_circles=2 needs 2*num_circles <= model.total_dim - d_B"),
+    (
+        ["model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4"],
+        "model.num_circles=2 needs 2*num_circles <= model.total_dim - d_B",
+    ),
     (["model=bundlenet_paper", "model.total_dim=2"], "model.total_dim=2 is too small"),
     (["model=bundlenet_paper", "model.overlap=0"], "model.overlap must be between 1 and model.num_nbhds"),
     (["model=bundlenet_paper", "model.coupling=glow"], "model.coupling must be 'rq_spline' or 'affine'"),
@@ -80,10 +83,13 @@ def test_train_rejects_bad_options(tmp_path: Path, overrides: list[str], message
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(("arg", "message"), [
-    ("data=wine2", "unknown data 'wine2'; choose one of:"),
-    ("model=bundlenet,gan", "unknown model 'gan'; choose one of: bundlenet"),
-])
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("data=wine2", "unknown data 'wine2'; choose one of:"),
+        ("model=bundlenet,gan", "unknown model 'gan'; choose one of: bundlenet"),
+    ],
+)
 def test_unknown_config_names_list_the_choices(arg: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         check_group_choices(CONF, [arg])
@@ -94,8 +100,9 @@ def test_unknown_config_names_list_the_choices(arg: str, message: str, capsys: p
 
 def test_train_cli_error_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "data=nope"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=nope"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: unknown data 'nope'")
     assert list(tmp_path.iterdir()) == []
@@ -150,11 +157,14 @@ def test_sample_rejects_bad_input(tmp_path: Path, trained, overrides: list[str],
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty"),
-    ("a,b\n1,2\n", "lacks column(s) ['u', 'v']; its header is ['a', 'b']"),
-    ("u,v\n1,x\n", "non-numeric or short row"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("a,b\n1,2\n", "lacks column(s) ['u', 'v']; its header is ['a', 'b']"),
+        ("u,v\n1,x\n", "non-numeric or short row"),
+    ],
+)
 def test_sample_rejects_bad_base_points_file(tmp_path: Path, trained, content: str, message: str) -> None:
     from bundlenet.cli.sample import sample
 
@@ -167,12 +177,15 @@ def test_sample_rejects_bad_base_points_file(tmp_path: Path, trained, content: s
     assert not (tmp_path / "out.csv").exists()
 
 
-@pytest.mark.parametrize(("variant", "message"), [
-    ("truncated", "cannot read checkpoint"),
-    ("garbage", "cannot read checkpoint"),
-    ("foreign", "is not a bundlenet checkpoint"),
-    ("old", "was written by bundlenet 7.0.0, incompatible"),
-])
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("truncated", "cannot read checkpoint"),
+        ("garbage", "cannot read checkpoint"),
+        ("foreign", "is not a bundlenet checkpoint"),
+        ("old", "was written by bundlenet 7.0.0, incompatible"),
+    ],
+)
 def test_bad_checkpoints_are_one_clear_error(tmp_path: Path, trained, variant: str, message: str) -> None:
     from bundlenet.cli.sample import sample
 
@@ -251,15 +264,29 @@ TRAIN_CASES_3 = [
     (["data.fiber_span=10"], "data.fiber_span=10 exceeds the 3 total column(s) (x, y, z)"),
     (["data.fiber_circles=1", "data.fiber_span=1"], "data.fiber_circles=1 needs data.fiber_span >= 2"),
     (["ckpt_path=last"], "ckpt_path=last but {out}/checkpoints/last.ckpt does not exist: nothing to resume"),
-    (["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]"], "column 'x1' of {tmp}/big.csv has the extreme value 1e+30 on line 52"),
-    (["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]", "data.scaling=standard"], "has the extreme value 1e+30 on line 52"),
-    (["data=csv", "data.path={tmp}/inf.csv", "data.base_columns=[y]", "data.scaling=none"], "column 'x2' of {tmp}/inf.csv has the value inf on line 9"),
+    (
+        ["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]"],
+        "column 'x1' of {tmp}/big.csv has the extreme value 1e+30 on line 52",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]", "data.scaling=standard"],
+        "has the extreme value 1e+30 on line 52",
+    ),
+    (
+        ["data=csv", "data.path={tmp}/inf.csv", "data.base_columns=[y]", "data.scaling=none"],
+        "column 'x2' of {tmp}/inf.csv has the value inf on line 9",
+    ),
     (["data=csv", "data.path={tmp}/dup.csv", "data.base_columns=[y]"], "the header names column 'x1' twice (columns 1 and 2)"),
     (["data=csv", "data.path={tmp}", "data.base_columns=[y]"], "data.path {tmp} is a folder, not a table"),
-    (["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]", "data.extreme_values=sometimes"], "data.extreme_values must be error or keep"),
+    (
+        ["data=csv", "data.path={tmp}/big.csv", "data.base_columns=[y]", "data.extreme_values=sometimes"],
+        "data.extreme_values must be error or keep",
+    ),
 ]
 if not torch.cuda.is_available():
-    TRAIN_CASES_3.append((["trainer=gpu"], "trainer.accelerator=gpu (trainer=gpu) but this machine or torch build has no CUDA GPU"))
+    TRAIN_CASES_3.append(
+        (["trainer=gpu"], "trainer.accelerator=gpu (trainer=gpu) but this machine or torch build has no CUDA GPU")
+    )
 
 
 @pytest.mark.parametrize(("overrides", "message"), TRAIN_CASES_3, ids=[c[1][:40] for c in TRAIN_CASES_3])
@@ -293,12 +320,16 @@ def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     before = snapshot(out)
     with pytest.raises(InputError) as info:
         prepare_run_dir(out, None, overwrite=False)
-    assert (f"run directory {out} holds a finished run (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt); "
-            "resume it with ckpt_path=last, replace it with overwrite=true") in one_line(info.value)
+    assert (
+        f"run directory {out} holds a finished run (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt); "
+        "resume it with ckpt_path=last, replace it with overwrite=true"
+    ) in one_line(info.value)
     assert snapshot(out) == {k: v for k, v in before.items() if not k.endswith(".tmp")}  # only the stale temporary file went
     assert prepare_run_dir(out, "last", overwrite=False) == str(out / "checkpoints" / "last.ckpt")
     assert prepare_run_dir(out, None, overwrite=True) is None
-    assert not list((out / "checkpoints").iterdir()) and not (out / "metrics.json").exists()  # no old best.ckpt left beside the new run
+    assert (
+        not list((out / "checkpoints").iterdir()) and not (out / "metrics.json").exists()
+    )  # no old best.ckpt left beside the new run
 
 
 def test_a_killed_run_is_refused_too_and_resume_needs_a_checkpoint(tmp_path: Path) -> None:
@@ -329,12 +360,20 @@ SAMPLE_CASES_3 = [
     (["base_points=[[4.5,0.0]]", "num_samples=true"], "num_samples must be a positive integer, got True"),
     (["base_points=[[4.5,0.0]]", "num_samples=2.5"], "num_samples must be a positive integer, got 2.5"),
     (["base_points=[[4.5,0.0]]", "output={tmp}"], "output {tmp} is a folder; give a file name"),
-    (["base_points=[[4.5,0.0]]", "output={tmp}/keep.txt/out.csv"], "cannot write output {tmp}/keep.txt/out.csv: {tmp}/keep.txt is not a writable folder"),
+    (
+        ["base_points=[[4.5,0.0]]", "output={tmp}/keep.txt/out.csv"],
+        "cannot write output {tmp}/keep.txt/out.csv: {tmp}/keep.txt is not a writable folder",
+    ),
     (["base_points=[[4.5,0.0]]", "device=tpu9"], "device=tpu9 is not a torch device; use device=cpu"),
     (["base_points=[[4.5,0.0]]", "seed=abc"], "seed must be an integer (or null), got 'abc'"),
 ]
 if not torch.cuda.is_available():
-    SAMPLE_CASES_3.append((["base_points=[[4.5,0.0]]", "device=cuda"], "device=cuda but this machine or torch build has no CUDA GPU; use device=cpu"))
+    SAMPLE_CASES_3.append(
+        (
+            ["base_points=[[4.5,0.0]]", "device=cuda"],
+            "device=cuda but this machine or torch build has no CUDA GPU; use device=cpu",
+        )
+    )
 
 
 @pytest.mark.parametrize(("overrides", "message"), SAMPLE_CASES_3, ids=[c[1][:40] for c in SAMPLE_CASES_3])
@@ -368,14 +407,19 @@ def test_a_full_or_read_only_disk_at_write_time_is_one_line(tmp_path: Path, trai
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("bundlenet.cli.common.write_with", full)
-    with pytest.raises(InputError, match=r"cannot write output .*out.csv \(No space left on device\); free space or choose another output="):
+    with pytest.raises(
+        InputError, match=r"cannot write output .*out.csv \(No space left on device\); free space or choose another output="
+    ):
         sample(sample_cfg(tmp_path, ckpt, "base_points=[[4.5,0.0]]", "num_samples=3"))
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ("nan", r"holds NaN or infinite weights \(.+\): its training diverged; use another checkpoint"),
-    ("hparams", r"has no model options \(hyper_parameters is NoneType\)"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("nan", r"holds NaN or infinite weights \(.+\): its training diverged; use another checkpoint"),
+        ("hparams", r"has no model options \(hyper_parameters is NoneType\)"),
+    ],
+)
 def test_broken_checkpoints_are_one_line(tmp_path: Path, trained, edit: str, message: str) -> None:
     _, _, ckpt = trained
     data = torch.load(ckpt, weights_only=True)
@@ -408,8 +452,15 @@ def test_evaluate_writes_into_the_run_dir_and_never_replaces(tmp_path: Path, tra
     copy = run / "checkpoints" / "last.ckpt"
     copy.write_bytes(Path(ckpt).read_bytes())
     assert default_output(copy) == run / "evaluation_last.json"
-    small = ["data=torus", "evaluation.iterations=1", "evaluation.num_global=100", "evaluation.global_ot_points=null",
-             "evaluation.num_fibers=2", "evaluation.num_points=20", "evaluation.coverage_points=50"]
+    small = [
+        "data=torus",
+        "evaluation.iterations=1",
+        "evaluation.num_global=100",
+        "evaluation.global_ot_points=null",
+        "evaluation.num_fibers=2",
+        "evaluation.num_points=20",
+        "evaluation.coverage_points=50",
+    ]
     evaluate(compose_cfg("evaluate", [f"ckpt_path={copy}", *small], tmp_path))
     written = run / "evaluation_last.json"
     assert written.is_file() and not (tmp_path / "evaluation.json").exists()
@@ -426,7 +477,11 @@ def test_sample_csv_keeps_discrete_and_point_mass_values_exactly(tmp_path: Path)
     from bundlenet.bundles.base import ColumnSupport
     from bundlenet.cli.sample import write_samples
 
-    supports = (ColumnSupport(0.0, None, values=(90.0, 91.0)), ColumnSupport(0.0, None, atoms=(0.0,)), ColumnSupport(None, None, values=(0.1, 0.7)))
+    supports = (
+        ColumnSupport(0.0, None, values=(90.0, 91.0)),
+        ColumnSupport(0.0, None, atoms=(0.0,)),
+        ColumnSupport(None, None, values=(0.1, 0.7)),
+    )
     scale, offset = torch.tensor([0.1, 0.37, 0.06]), torch.tensor([89.5, 0.0, 0.1])
     scaled = torch.tensor([[5.0, 0.0, 0.0], [15.0, 3.3, 10.0]])  # 90, the atom 0, 0.1; 91, a continuous value, 0.7
     samples = (scaled * scale + offset).float()  # the float32 round trip of the model's output
@@ -451,11 +506,14 @@ def test_base_points_file_is_read_like_data_path(tmp_path: Path, trained) -> Non
         read_base_points(tmp_path, ("u", "v"))
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("evaluation.json", "{not json", "cannot read {run}/evaluation.json"),
-    ("config.yaml", "a: [unclosed", "cannot read {run}/config.yaml"),
-    ("config.yaml", "- just\n- a list\n", "{run}/config.yaml is not a run's config"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("evaluation.json", "{not json", "cannot read {run}/evaluation.json"),
+        ("config.yaml", "a: [unclosed", "cannot read {run}/config.yaml"),
+        ("config.yaml", "- just\n- a list\n", "{run}/config.yaml is not a run's config"),
+    ],
+)
 def test_report_on_broken_run_records_is_one_line(tmp_path: Path, name: str, content: str, message: str) -> None:
     from bundlenet.evaluation.report import find_runs
 
@@ -477,20 +535,51 @@ def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 CLI_CASES = [
-    pytest.param("train", ["data=csv", "hydra.run.dir={tmp}/run"], "error: data.path is required: pass data.path=...", id="csv-no-path",
-                 marks=pytest.mark.slow),
-    pytest.param("train", ["hydra.run.dir={tmp}/finished"], "error: run directory {tmp}/finished holds a finished run", id="finished-run"),
+    pytest.param(
+        "train",
+        ["data=csv", "hydra.run.dir={tmp}/run"],
+        "error: data.path is required: pass data.path=...",
+        id="csv-no-path",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "train", ["hydra.run.dir={tmp}/finished"], "error: run directory {tmp}/finished holds a finished run", id="finished-run"
+    ),
     pytest.param("sample", ["base_points=[[4.5,0.0]]"], "error: ckpt_path is required: pass ckpt_path=...", id="sample-no-ckpt"),
-    pytest.param("evaluate", [], "error: ckpt_path is required: pass ckpt_path=...", id="evaluate-no-ckpt", marks=pytest.mark.slow),
-    pytest.param("train", ["data=csv", "data.path={tmp}/big.csv", "hydra.run.dir={tmp}/run"],
-                 "error: data.base_columns is required: pass data.base_columns=...", id="csv-no-base", marks=pytest.mark.slow),
-    pytest.param("train", ["trainer=gpu", "hydra.run.dir={tmp}/run"], "error: trainer.accelerator=gpu (trainer=gpu) but",
-                 id="gpu", marks=[pytest.mark.slow, pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")]),
-    pytest.param("train", ["ckpt_path=last", "hydra.run.dir={tmp}/typo"], "error: ckpt_path=last but {tmp}/typo/checkpoints/last.ckpt does not exist",
-                 id="resume-typo", marks=pytest.mark.slow),
-    pytest.param("train", ["hydra.run.dir={tmp}/fibers.csv/run"], "error: cannot write the run directory {tmp}/fibers.csv/run",
-                 id="unwritable-run-dir", marks=pytest.mark.slow),
-    pytest.param("train", ["seed=abc", "hydra.run.dir={tmp}/run"], "error: seed must be an integer", id="seed", marks=pytest.mark.slow),
+    pytest.param(
+        "evaluate", [], "error: ckpt_path is required: pass ckpt_path=...", id="evaluate-no-ckpt", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        "train",
+        ["data=csv", "data.path={tmp}/big.csv", "hydra.run.dir={tmp}/run"],
+        "error: data.base_columns is required: pass data.base_columns=...",
+        id="csv-no-base",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "train",
+        ["trainer=gpu", "hydra.run.dir={tmp}/run"],
+        "error: trainer.accelerator=gpu (trainer=gpu) but",
+        id="gpu",
+        marks=[pytest.mark.slow, pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")],
+    ),
+    pytest.param(
+        "train",
+        ["ckpt_path=last", "hydra.run.dir={tmp}/typo"],
+        "error: ckpt_path=last but {tmp}/typo/checkpoints/last.ckpt does not exist",
+        id="resume-typo",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "train",
+        ["hydra.run.dir={tmp}/fibers.csv/run"],
+        "error: cannot write the run directory {tmp}/fibers.csv/run",
+        id="unwritable-run-dir",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "train", ["seed=abc", "hydra.run.dir={tmp}/run"], "error: seed must be an integer", id="seed", marks=pytest.mark.slow
+    ),
 ]
 
 
@@ -517,7 +606,10 @@ def test_resuming_another_model_class_names_both(trained) -> None:
 
     model, dm, ckpt = trained
     _check_model_class(model, str(ckpt))  # the same class: fine
-    with pytest.raises(CheckpointError, match=r"holds a BundleNet model, this run trains a ConditionalFlowMatching; resume with the checkpoint's model="):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a BundleNet model, this run trains a ConditionalFlowMatching; resume with the checkpoint's model=",
+    ):
         _check_model_class(ConditionalFlowMatching(dm.spec), str(ckpt))
 
 

@@ -23,8 +23,10 @@ from bundlenet.models.base import BundleModel
 from tests.conftest import REPO
 
 BASELINES = ["wgan", "cgan", "cgan_nbhd", "cgan_triv", "cflow", "cfm"]
-SMALL = {"cflow": ["model.num_blocks=2", "model.hidden_features=32", "model.depth=1"],
-         "cfm": ["model.hidden_features=32", "model.depth=2", "model.ode_steps=4"]}
+SMALL = {
+    "cflow": ["model.num_blocks=2", "model.hidden_features=32", "model.depth=1"],
+    "cfm": ["model.hidden_features=32", "model.depth=2", "model.ode_steps=4"],
+}
 SMALL_GAN = ["model.hidden_features=32", "model.depth=2"]
 
 
@@ -43,10 +45,18 @@ def build(name: str, extra: list[str] | None = None) -> tuple[BundleModel, Bundl
 
 def fit(model: BundleModel, dm: BundleDataModule, steps: int, root: Path) -> Path:
     trainer = pl.Trainer(
-        max_epochs=steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, check_val_every_n_epoch=steps, num_sanity_val_steps=0, default_root_dir=root,
-        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=root / "checkpoints", save_last=True,
-                                                monitor="val/fiber_w2", mode="min")],
+        max_epochs=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        check_val_every_n_epoch=steps,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        callbacks=[
+            pl.callbacks.ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, monitor="val/fiber_w2", mode="min")
+        ],
     )
     trainer.fit(model, datamodule=dm)
     return root / "checkpoints" / "last.ckpt"
@@ -123,11 +133,28 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_tiny_multirun_becomes_a_report_and_its_checkpoints_evaluate(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run([str(REPO / "train.py"), "-m", "model=cgan,wgan", "data=torus", "trainer.max_epochs=4",
-                "trainer.check_val_every_n_epoch=4", "data.num_train=100", "model.hidden_features=16",
-                "evaluation.iterations=2", "evaluation.num_global=150", "evaluation.global_ot_points=null",
-                "evaluation.num_fibers=2", "evaluation.num_points=30", "logger=none", "~callbacks.progress_bar",
-                "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run(
+        [
+            str(REPO / "train.py"),
+            "-m",
+            "model=cgan,wgan",
+            "data=torus",
+            "trainer.max_epochs=4",
+            "trainer.check_val_every_n_epoch=4",
+            "data.num_train=100",
+            "model.hidden_features=16",
+            "evaluation.iterations=2",
+            "evaluation.num_global=150",
+            "evaluation.global_ot_points=null",
+            "evaluation.num_fibers=2",
+            "evaluation.num_points=30",
+            "logger=none",
+            "~callbacks.progress_bar",
+            "trainer.enable_progress_bar=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "0" / "evaluation.json").exists() and (sweep / "1" / "evaluation.json").exists()
 
@@ -144,9 +171,19 @@ def test_tiny_multirun_becomes_a_report_and_its_checkpoints_evaluate(tmp_path: P
     assert run(["-m", "bundlenet.report", str(sweep), "--overwrite"], cwd=tmp_path).returncode == 0
 
     # the checkpoint records its data: evaluate needs nothing else
-    proc = run(["-m", "bundlenet.evaluate", f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
-                "evaluation.iterations=2", "evaluation.num_global=150", "evaluation.num_fibers=2",
-                "evaluation.num_points=30", "output=ev.json"], cwd=tmp_path)
+    proc = run(
+        [
+            "-m",
+            "bundlenet.evaluate",
+            f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
+            "evaluation.iterations=2",
+            "evaluation.num_global=150",
+            "evaluation.num_fibers=2",
+            "evaluation.num_points=30",
+            "output=ev.json",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ev.json").exists() and "evaluated in" in proc.stdout
 
@@ -175,8 +212,10 @@ def test_report_names_each_swept_override_and_the_run_dir(tmp_path: Path) -> Non
     from bundlenet.evaluation.report import build_report
 
     estimate = {"mean": 1.0, "low": 0.9, "high": 1.1}
-    scope = {name: {"model": estimate, "noise_floor": estimate, "ratio": 1.0}
-             for name in ("mmd", "msmd", "kl_fwd", "kl_bwd", "w1", "w2", "precision", "coverage")}
+    scope = {
+        name: {"model": estimate, "noise_floor": estimate, "ratio": 1.0}
+        for name in ("mmd", "msmd", "kl_fwd", "kl_bwd", "w1", "w2", "precision", "coverage")
+    }
     for i, k in enumerate((5, 10)):
         run = tmp_path / str(i)
         (run / ".hydra").mkdir(parents=True)
@@ -202,10 +241,20 @@ def test_compare_experiment_evaluates_each_time_budget_and_the_report_draws_them
 
     for seed in (0, 1):
         run = tmp_path / str(seed)
-        cfg = compose_train(["experiment=compare", f"seed={seed}", "data.num_train=200", "model.hidden_features=16",
-                             "callbacks.budgets.budgets=[0.5,1.5,1000]", "trainer.max_time=00:00:00:05",
-                             "callbacks.fit_to_time.seconds=3", "callbacks.fit_to_time.check_every=10",
-                             *LIGHT_EVALUATION], run)
+        cfg = compose_train(
+            [
+                "experiment=compare",
+                f"seed={seed}",
+                "data.num_train=200",
+                "model.hidden_features=16",
+                "callbacks.budgets.budgets=[0.5,1.5,1000]",
+                "trainer.max_time=00:00:00:05",
+                "callbacks.fit_to_time.seconds=3",
+                "callbacks.fit_to_time.check_every=10",
+                *LIGHT_EVALUATION,
+            ],
+            run,
+        )
         train(cfg)
         budgets = json.loads((run / "budgets.json").read_text())
         assert [b["budget_s"] for b in budgets] == [0.5, 1.5, 1000]

@@ -61,14 +61,17 @@ def test_missing_or_corrupt_checkpoint_is_one_clear_error(tmp_path: Path, traine
 
 def run_sample(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "bundlenet.sample", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bundlenet.sample", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_sample_cli_writes_documented_csv(tmp_path: Path, trained) -> None:
     _, _, ckpt = trained
     out = tmp_path / "f.csv"
-    proc = run_sample(f"ckpt_path={ckpt}", "base_points=[[4.5,0.0],[0.0,4.5]]", "num_samples=30", f"output={out}", "seed=0", cwd=tmp_path)
+    proc = run_sample(
+        f"ckpt_path={ckpt}", "base_points=[[4.5,0.0],[0.0,4.5]]", "num_samples=30", f"output={out}", "seed=0", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["u", "v", "x", "y", "z"]

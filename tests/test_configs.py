@@ -103,8 +103,9 @@ def test_callbacks_config_instantiates(tmp_path: Path) -> None:
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("extra", [[], ["trainer.enable_progress_bar=false"]], ids=["default", "no-progress-bar"])
@@ -116,9 +117,18 @@ def test_train_fast_dev_run(tmp_path: Path, extra: list[str]) -> None:
 
 def test_train_writes_run_outputs(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = run_train("trainer.max_epochs=3", "trainer.check_val_every_n_epoch=3", "data.num_train=200",
-                     "model.num_nbhds=4", "evaluation.iterations=1", "evaluation.num_fibers=3",
-                     "evaluation.num_global=200", "~callbacks.progress_bar", f"hydra.run.dir={run}", cwd=tmp_path)
+    proc = run_train(
+        "trainer.max_epochs=3",
+        "trainer.check_val_every_n_epoch=3",
+        "data.num_train=200",
+        "model.num_nbhds=4",
+        "evaluation.iterations=1",
+        "evaluation.num_fibers=3",
+        "evaluation.num_global=200",
+        "~callbacks.progress_bar",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "fibers.png", "metrics.json", "config.yaml"):
         assert (run / name).exists(), name
@@ -135,13 +145,21 @@ def test_multirun_sweep_runs_each_job_in_its_own_dir(tmp_path: Path) -> None:
 
 
 def test_impossible_model_settings_fail_at_startup(tmp_path: Path) -> None:
-    proc = run_train("model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = run_train(
+        "model=bundlenet_paper", "model.num_circles=2", "model.total_dim=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: model.num_circles=2 needs")
 
 
-LIGHT_EVALUATION = ["evaluation.iterations=1", "evaluation.num_fibers=2", "evaluation.num_points=30",
-                    "evaluation.num_global=200", "evaluation.global_ot_points=null", "logger=none"]
+LIGHT_EVALUATION = [
+    "evaluation.iterations=1",
+    "evaluation.num_fibers=2",
+    "evaluation.num_points=30",
+    "evaluation.num_global=200",
+    "evaluation.global_ot_points=null",
+    "logger=none",
+]
 
 
 @pytest.mark.parametrize("name", options("data"))
@@ -150,16 +168,28 @@ def test_every_data_config_trains_with_the_default_model(name: str, tmp_path: Pa
     (neighbourhoods, fiber topology, supports); only the run length is shortened here."""
     from bundlenet.cli.train import train
 
-    cfg = compose_train([f"data={name}", *data_overrides(name, tmp_path), "trainer.max_steps=3", *LIGHT_EVALUATION],
-                        tmp_path / "run")
+    cfg = compose_train(
+        [f"data={name}", *data_overrides(name, tmp_path), "trainer.max_steps=3", *LIGHT_EVALUATION], tmp_path / "run"
+    )
     metrics = train(cfg)
     assert metrics["steps"] == 3 and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
-TRAINER_OVERRIDES = ["trainer.max_steps=4", "trainer.max_time=00:00:10:00", "trainer.val_check_interval=2",
-                     "trainer.limit_train_batches=1.0", "trainer.accumulate_grad_batches=2", "trainer.precision=bf16-mixed",
-                     "trainer.devices=1", "trainer.num_nodes=1", "trainer.strategy=auto", "trainer.max_epochs=-1",
-                     "trainer.limit_val_batches=1", "trainer.gradient_clip_val=0.5", "trainer.log_every_n_steps=1"]
+TRAINER_OVERRIDES = [
+    "trainer.max_steps=4",
+    "trainer.max_time=00:00:10:00",
+    "trainer.val_check_interval=2",
+    "trainer.limit_train_batches=1.0",
+    "trainer.accumulate_grad_batches=2",
+    "trainer.precision=bf16-mixed",
+    "trainer.devices=1",
+    "trainer.num_nodes=1",
+    "trainer.strategy=auto",
+    "trainer.max_epochs=-1",
+    "trainer.limit_val_batches=1",
+    "trainer.gradient_clip_val=0.5",
+    "trainer.log_every_n_steps=1",
+]
 
 
 @pytest.mark.parametrize("trainer", options("trainer"))
@@ -174,8 +204,14 @@ def test_a_log_file_gets_plain_progress_lines_and_no_lightning_noise(tmp_path: P
     """stdout redirected to a file (as under SLURM): no progress-bar frames, no litlogger tip,
     no "GPU available: False" lines; a few plain progress lines instead."""
     run = tmp_path / "run"
-    proc = run_train("trainer.max_steps=60", "data.num_train=200", "model.hidden_features=16", *LIGHT_EVALUATION,
-                     f"hydra.run.dir={run}", cwd=tmp_path)
+    proc = run_train(
+        "trainer.max_steps=60",
+        "data.num_train=200",
+        "model.hidden_features=16",
+        *LIGHT_EVALUATION,
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     for noise in ("💡", "litlogger", "GPU available: False", "TPU available", "\r", "━"):

@@ -45,17 +45,32 @@ def test_explicit_total_columns_scaling_and_nan_drop(tmp_path: Path) -> None:
         (lambda p: p, {}, "data.path {path} does not exist; give the table"),
         (lambda p: p.write_text("") or p, {}, "data.path {path} is empty; it needs a header row"),
         (lambda p: p.write_text("a,b\n") or p, {"base_columns": ["a"]}, "has a header but no data rows"),
-        (write_table, {"base_columns": ["quality"]},
-         "data.base_columns: column 'quality' is not in the header of {path}; the columns are ['temp', 'pressure', 'label', 'yield']"),
-        (write_table, {"total_columns": ["temp", "yield"]},
-         "column 'yield' is both a base and a total column; remove it from data.total_columns or data.base_columns"),
+        (
+            write_table,
+            {"base_columns": ["quality"]},
+            "data.base_columns: column 'quality' is not in the header of {path}; the columns are ['temp', 'pressure', 'label', 'yield']",
+        ),
+        (
+            write_table,
+            {"total_columns": ["temp", "yield"]},
+            "column 'yield' is both a base and a total column; remove it from data.total_columns or data.base_columns",
+        ),
         (write_table, {"total_columns": ["temp", "label"]}, "column 'label' of {path} is not numeric (line 2: 'batch0')"),
-        (lambda p: write_table(p, extra={4: "303,oops,batch0,1"}), {},
-         "column 'pressure' of {path} is not numeric (line 5: 'oops')"),
-        (lambda p: write_table(p, extra={3: "302,,batch2,2", 9: "1,2,batch0,"}), {},
-         "2 row(s) of {path} have missing values in the chosen columns (lines [4, 10], first in ['pressure']); fill them in or set data.nan_policy=drop"),
-        (lambda p: p.write_text("x,y\n" + "".join(f"{i},5\n" for i in range(10))) or p, {"base_columns": ["y"]},
-         "column 'y' is constant (every row is 5), so minmax10 scaling would divide by zero"),
+        (
+            lambda p: write_table(p, extra={4: "303,oops,batch0,1"}),
+            {},
+            "column 'pressure' of {path} is not numeric (line 5: 'oops')",
+        ),
+        (
+            lambda p: write_table(p, extra={3: "302,,batch2,2", 9: "1,2,batch0,"}),
+            {},
+            "2 row(s) of {path} have missing values in the chosen columns (lines [4, 10], first in ['pressure']); fill them in or set data.nan_policy=drop",
+        ),
+        (
+            lambda p: p.write_text("x,y\n" + "".join(f"{i},5\n" for i in range(10))) or p,
+            {"base_columns": ["y"]},
+            "column 'y' is constant (every row is 5), so minmax10 scaling would divide by zero",
+        ),
         (write_table, {"scaling": "log"}, "data.scaling must be one of minmax10, minmax10_shared, standard, none"),
         (write_table, {"nan_policy": "fill"}, "data.nan_policy must be error or drop"),
     ],
@@ -109,8 +124,9 @@ def _with(rows: list[str], line: int, text: str) -> list[str]:
         ("x1,x1,x3,y", 2, None, "the header names column 'x1' twice (columns 1 and 2)"),
     ],
 )
-def test_extreme_infinite_cells_and_repeated_names_are_named(tmp_path: Path, header: str, line: int, cell: str | None,
-                                                              message: str) -> None:
+def test_extreme_infinite_cells_and_repeated_names_are_named(
+    tmp_path: Path, header: str, line: int, cell: str | None, message: str
+) -> None:
     rows = _uniform_rows() if cell is None else _with(_uniform_rows(), line, cell)
     path = tmp_path / "t.csv"
     path.write_text("\n".join([header, *rows]) + "\n")

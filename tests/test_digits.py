@@ -16,10 +16,21 @@ from bundlenet.errors import InputError
 from tests.test_checkpoint import run_sample
 from tests.test_configs import run_train
 
-SMALL = ["model.num_blocks=1", "model.hidden_features=16", "model.depth=1", "trainer.max_steps=6",
-         "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2", "evaluation.iterations=1",
-         "evaluation.num_fibers=2", "evaluation.num_points=20", "evaluation.coverage_points=40",
-         "evaluation.num_global=50", "evaluation.plot_fibers=2", "~callbacks.progress_bar"]
+SMALL = [
+    "model.num_blocks=1",
+    "model.hidden_features=16",
+    "model.depth=1",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=null",
+    "trainer.check_val_every_n_epoch=2",
+    "evaluation.iterations=1",
+    "evaluation.num_fibers=2",
+    "evaluation.num_points=20",
+    "evaluation.coverage_points=40",
+    "evaluation.num_global=50",
+    "evaluation.plot_fibers=2",
+    "~callbacks.progress_bar",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +57,10 @@ def test_ink_map_is_exact_in_both_units(images: tuple[torch.Tensor, torch.Tensor
     brighter = x.clone()
     brighter[:, 10] += 8
     assert torch.allclose(ink.distance_to_fiber(brighter.unsqueeze(1), y), torch.ones(50, 1))
-    assert torch.allclose(ink.distance_to_fiber(ink.spec.to_scaled(brighter, "total").unsqueeze(1),
-                                                 ink.spec.to_scaled(y, "base"), units="scaled"), torch.ones(50, 1) / 1.6)
+    assert torch.allclose(
+        ink.distance_to_fiber(ink.spec.to_scaled(brighter, "total").unsqueeze(1), ink.spec.to_scaled(y, "base"), units="scaled"),
+        torch.ones(50, 1) / 1.6,
+    )
 
 
 def test_label_fibers_are_held_out_images_of_their_digit(images: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -111,8 +124,14 @@ def test_train_draws_image_figures_and_sample_writes_png_grids(tmp_path: Path, b
     assert "confidence" in fiber and ("accuracy" if base == "label" else "ink_error") in fiber
     out = tmp_path / "fibers.csv"
     point = "[[3],[8]]" if base == "label" else "[[250],[350]]"
-    proc = run_sample(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"base_points={point}", "num_samples=9",
-                      "format=png", f"output={out}", cwd=tmp_path)
+    proc = run_sample(
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"base_points={point}",
+        "num_samples=9",
+        "format=png",
+        f"output={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "fibers_0.png").stat().st_size > 0 and (tmp_path / "fibers_1.png").exists()
     values = np.loadtxt(out, delimiter=",", skiprows=1)
@@ -120,8 +139,9 @@ def test_train_draws_image_figures_and_sample_writes_png_grids(tmp_path: Path, b
     assert np.allclose(values[:, 1:], np.round(values[:, 1:]))  # pixels keep integer values
     out.unlink()  # the CSV is gone, its image grids are not: they are never overwritten
     before = (tmp_path / "fibers_0.png").read_bytes()
-    again = run_sample(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"base_points={point}", "format=png",
-                       f"output={out}", cwd=tmp_path)
+    again = run_sample(
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"base_points={point}", "format=png", f"output={out}", cwd=tmp_path
+    )
     assert again.returncode != 0 and "fibers_0.png exists" in again.stderr.strip().splitlines()[-1]
     assert (tmp_path / "fibers_0.png").read_bytes() == before and not out.exists()
 

@@ -36,9 +36,11 @@ def pages() -> list[Path]:
 
 def process_words(path: Path) -> list[str]:
     """``file:line: word`` for every process word in the file."""
-    return [f"{path.relative_to(REPO)}:{n}: {m.group(0)!r} in {line.strip()[:100]!r}"
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            for m in PATTERN.finditer(line)]
+    return [
+        f"{path.relative_to(REPO)}:{n}: {m.group(0)!r} in {line.strip()[:100]!r}"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for m in PATTERN.finditer(line)
+    ]
 
 
 @pytest.mark.parametrize("path", pages(), ids=lambda p: p.name)
@@ -47,9 +49,17 @@ def test_docs_speak_only_of_the_package(path: Path) -> None:
     assert not found, "words about how the docs were made:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("line", ["This follows the issue that started this work.", "See the prototype scripts.",
-                                  "It meets the targets set for this work.", "Done as was asked.",
-                                  "Measured on the 2-core development machine.", "In round 2 we fixed it."])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "This follows the issue that started this work.",
+        "See the prototype scripts.",
+        "It meets the targets set for this work.",
+        "Done as was asked.",
+        "Measured on the 2-core development machine.",
+        "In round 2 we fixed it.",
+    ],
+)
 def test_the_word_list_catches_process_words(tmp_path: Path, line: str, monkeypatch: pytest.MonkeyPatch) -> None:
     page = tmp_path / "page.md"
     page.write_text(f"# A page\n\nThe torus has one circle.\n{line}\n")
@@ -60,7 +70,9 @@ def test_the_word_list_catches_process_words(tmp_path: Path, line: str, monkeypa
 
 def test_the_word_list_leaves_the_packages_own_words_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     page = tmp_path / "page.md"
-    page.write_text("Rounding along the base gradient; a round cloud; the digit it is asked for; "
-                    "the target of a rename; 10 iterations of the protocol.\n")
+    page.write_text(
+        "Rounding along the base gradient; a round cloud; the digit it is asked for; "
+        "the target of a rename; 10 iterations of the protocol.\n"
+    )
     monkeypatch.setattr("tests.test_docs_wording.REPO", tmp_path)
     assert process_words(page) == []

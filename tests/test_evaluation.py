@@ -159,8 +159,12 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
 
 @pytest.mark.parametrize(
     ("values", "message"),
-    [({"iterations": 0}, "evaluation.iterations"), ({"num_points": 1}, "evaluation.num_points"),
-     ({"global_ot_points": 1}, "evaluation.global_ot_points"), ({"confidence": 1.5}, "evaluation.confidence")],
+    [
+        ({"iterations": 0}, "evaluation.iterations"),
+        ({"num_points": 1}, "evaluation.num_points"),
+        ({"global_ot_points": 1}, "evaluation.global_ot_points"),
+        ({"confidence": 1.5}, "evaluation.confidence"),
+    ],
 )
 def test_protocol_rejects_bad_sizes(values: dict[str, float], message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -177,12 +181,18 @@ def test_protocol_defaults_are_the_authors() -> None:
 
 def run_evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "bundlenet.evaluate", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bundlenet.evaluate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
-SMALL_ARGS = ("evaluation.iterations=2", "evaluation.num_global=300", "evaluation.global_ot_points=100",
-              "evaluation.num_fibers=3", "evaluation.num_points=50")
+SMALL_ARGS = (
+    "evaluation.iterations=2",
+    "evaluation.num_global=300",
+    "evaluation.global_ot_points=100",
+    "evaluation.num_fibers=3",
+    "evaluation.num_points=50",
+)
 
 
 def test_evaluate_cli_needs_the_data_of_a_bare_checkpoint(tmp_path: Path, trained) -> None:
@@ -216,11 +226,17 @@ def test_report_gives_a_swept_data_option_its_own_floor_row(tmp_path: Path) -> N
     from bundlenet.evaluation.report import Run, scope_table
 
     def evaluation(floor: float) -> dict[str, object]:
-        result = {"model": {"mean": 2 * floor, "low": None, "high": None}, "noise_floor": {"mean": floor, "low": None, "high": None}}
+        result = {
+            "model": {"mean": 2 * floor, "low": None, "high": None},
+            "noise_floor": {"mean": floor, "low": None, "high": None},
+        }
         return {"fiber": dict.fromkeys(CloudMetrics.names(), result)}
 
-    runs = [Run(tmp_path / f"{base}{model}", "digits", model, evaluation(floor), {}, {"data.base": base})
-            for base, floor in (("label", 1.0), ("ink", 7.0)) for model in ("bundlenet", "cflow")]
+    runs = [
+        Run(tmp_path / f"{base}{model}", "digits", model, evaluation(floor), {}, {"data.base": base})
+        for base, floor in (("label", 1.0), ("ink", 7.0))
+        for model in ("bundlenet", "cflow")
+    ]
     floors = [line for line in scope_table(runs, "fiber").splitlines() if "*noise floor*" in line]
     assert len(floors) == 2
     assert floors[0].startswith("| digits data.base=ink |") and "| 7 |" in floors[0]
@@ -254,7 +270,9 @@ def test_a_model_of_a_bundles_table_is_evaluated_against_the_exact_bundle(tmp_pa
     sample = bundle.sample_total(1500, torch.Generator().manual_seed(0))
     rows = torch.cat([sample.total, sample.base], 1).tolist()
     path = tmp_path / "arm.csv"
-    path.write_text(",".join([*bundle.total_names, *bundle.base_names]) + "\n" + "".join(",".join(f"{v:.9g}" for v in r) + "\n" for r in rows))
+    path.write_text(
+        ",".join([*bundle.total_names, *bundle.base_names]) + "\n" + "".join(",".join(f"{v:.9g}" for v in r) + "\n" for r in rows)
+    )
     exact = evaluate_model(TableOracle(bundle, path), bundle, SMALL).fiber_metrics
     shifted = evaluate_model(TableOracle(bundle, path, shift=0.1), bundle, SMALL).fiber_metrics
     assert exact is not None and shifted is not None
@@ -276,5 +294,7 @@ class DivergedModel(OracleModel):
 def test_non_finite_samples_are_never_scored() -> None:
     from bundlenet.errors import BundleNetError
 
-    with pytest.raises(BundleNetError, match=r"global samples contain non-finite values \(\d+ of 800 points\), so they are not scored"):
+    with pytest.raises(
+        BundleNetError, match=r"global samples contain non-finite values \(\d+ of 800 points\), so they are not scored"
+    ):
         evaluate_model(DivergedModel(Torus()), Torus(), SMALL)

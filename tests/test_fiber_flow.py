@@ -197,7 +197,9 @@ def test_frame_axes_follow_the_base_continuously() -> None:
     t = 2 * math.pi * torch.rand(3000, generator=gen)
     a = y[:, 0] / 2
     long, short = 2 * t.cos(), 0.7 * t.sin()
-    x = torch.stack([long * a.cos() - short * a.sin(), long * a.sin() + short * a.cos(), 0.01 * torch.randn(3000, generator=gen)], 1)
+    x = torch.stack(
+        [long * a.cos() - short * a.sin(), long * a.sin() + short * a.cos(), 0.01 * torch.randn(3000, generator=gen)], 1
+    )
     cover = Cover(30, 1)
     cover.fit(y, seed=0)
     frames = LocalFrames(30, 1, 3, span=2)

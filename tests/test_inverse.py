@@ -76,8 +76,7 @@ def test_fixed_inputs_follow_the_exact_conditional_of_a_gaussian_model() -> None
 def test_log_prob_is_a_density_in_the_data_units() -> None:
     """One bounded column in scaled units: exp(log_prob) integrates to 1 over the data's units
     (support map, standardisation and file scaling included)."""
-    spec = BundleSpec(("y",), ("dose",), total_offset=(3.0,), total_scale=(2.0,),
-                      total_support=(ColumnSupport(lower=0.0),))
+    spec = BundleSpec(("y",), ("dose",), total_offset=(3.0,), total_scale=(2.0,), total_support=(ColumnSupport(lower=0.0),))
     model = gaussian_model(spec)
     t = torch.linspace(-40.0, math.log(60.0), 200001, dtype=torch.float64)  # dose = e^t >= 0: mass piles up near 0
     grid = t.exp().unsqueeze(1)
@@ -96,8 +95,11 @@ def test_baseline_log_prob_integrates_to_one(name: str) -> None:
 
     torch.manual_seed(0)
     spec = BundleSpec(("y",), ("p", "q"), total_offset=(1.0, -2.0), total_scale=(0.5, 3.0))
-    model = (ConditionalFlow(spec, num_blocks=2, hidden_features=16) if name == "cflow"
-             else ConditionalFlowMatching(spec, hidden_features=16, depth=2, ode_steps=8))
+    model = (
+        ConditionalFlow(spec, num_blocks=2, hidden_features=16)
+        if name == "cflow"
+        else ConditionalFlowMatching(spec, hidden_features=16, depth=2, ode_steps=8)
+    )
     total = torch.randn(500, 2) * torch.tensor([0.5, 3.0]) + torch.tensor([1.0, -2.0])
     model.fit_data(model.spec.to_scaled(total, "total"), torch.randn(500, 1))
     p, q = torch.meshgrid(torch.linspace(-4, 6, 121), torch.linspace(-26, 22, 121), indexing="ij")
@@ -120,9 +122,11 @@ def test_models_without_a_density_refuse_log_prob_and_fixed() -> None:
     assert model.sample_frame([0.0], 5).shape == (5, 3)
 
 
-BAD_FIXED = [({"z": 1.0}, "fixed names 'z', which is not a total column"),
-             ({"a": "x"}, "fixed a='x' must be a number"),
-             ({"a": 1.0, "b": 1.0, "c": 1.0}, "fixed= fixes every total column")]
+BAD_FIXED = [
+    ({"z": 1.0}, "fixed names 'z', which is not a total column"),
+    ({"a": "x"}, "fixed a='x' must be a number"),
+    ({"a": 1.0, "b": 1.0, "c": 1.0}, "fixed= fixes every total column"),
+]
 
 
 @pytest.mark.parametrize(("fixed", "message"), BAD_FIXED, ids=[m[:25] for _, m in BAD_FIXED])
@@ -204,12 +208,37 @@ def test_baselines_store_a_resimulation_regressor() -> None:
 @pytest.mark.slow
 def test_sample_cli_fixed(trained: tuple[object, object, Path], tmp_path: Path) -> None:
     out = tmp_path / "fixed.csv"
-    subprocess.run([sys.executable, "-m", "bundlenet.sample", f"ckpt_path={trained[2]}", "base_points=[[4.5,0.0]]",
-                    "num_samples=20", f"output={out}", "fixed={z:0.5}"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bundlenet.sample",
+            f"ckpt_path={trained[2]}",
+            "base_points=[[4.5,0.0]]",
+            "num_samples=20",
+            f"output={out}",
+            "fixed={z:0.5}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["u", "v", "x", "y", "z"] and len(frame) == 20 and (frame["z"] == 0.5).all()
-    result = subprocess.run([sys.executable, "-m", "bundlenet.sample", f"ckpt_path={trained[2]}", "base_points=[[4.5,0.0]]",
-                             f"output={tmp_path / 'bad.csv'}", "fixed={w:0.5}"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bundlenet.sample",
+            f"ckpt_path={trained[2]}",
+            "base_points=[[4.5,0.0]]",
+            f"output={tmp_path / 'bad.csv'}",
+            "fixed={w:0.5}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: fixed names 'w'")
 
 

@@ -12,15 +12,27 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bundlenet"
 # lowest first; a module may import modules of its own top-level name and of lower layers only
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "geometry": 1, "io": 1, "optim": 1, "configs": 1, "forward": 1,
+    "geometry": 1,
+    "io": 1,
+    "optim": 1,
+    "configs": 1,
+    "forward": 1,
     "bundles": 2,
-    "nn": 3, "data": 3,
+    "nn": 3,
+    "data": 3,
     "models": 4,
-    "evaluation": 5, "checkpoint": 5, "callbacks": 5, "loggers": 5,
+    "evaluation": 5,
+    "checkpoint": 5,
+    "callbacks": 5,
+    "loggers": 5,
     "training": 6,
-    "cli": 7, "api": 7,
+    "cli": 7,
+    "api": 7,
     # python -m entry points
-    "benchmark": 8, "evaluate": 8, "report": 8, "sample": 8,
+    "benchmark": 8,
+    "evaluate": 8,
+    "report": 8,
+    "sample": 8,
 }
 
 
@@ -43,17 +55,26 @@ def top(module: str) -> str:
 
 
 def test_every_top_level_module_has_a_layer() -> None:
-    names = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    names = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    }
     assert names - set(LAYERS) == set(), "give each new module of bundlenet/ a layer in tests/test_layers.py"
 
 
-@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.stem != "__init__"),
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.stem != "__init__"),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
 def test_imports_go_down_the_layers(path: Path) -> None:
     own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
-    wrong = [f"{path.name}:{line} imports {module}" for line, module in imports(path)
-             if top(module) != own and LAYERS.get(top(module), 99) >= LAYERS[own]]
+    wrong = [
+        f"{path.name}:{line} imports {module}"
+        for line, module in imports(path)
+        if top(module) != own and LAYERS.get(top(module), 99) >= LAYERS[own]
+    ]
     assert not wrong, f"{own} (layer {LAYERS[own]}) may only import lower layers: {wrong}"
 
 
@@ -61,7 +82,9 @@ def test_importing_a_bundle_loads_neither_the_evaluation_nor_pot() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, bundlenet.bundles, bundlenet.models.bundlenet; "
-            "print(sorted(m for m in sys.modules if m == 'ot' or m.startswith('bundlenet.evaluation')))")
+    code = (
+        "import sys, bundlenet.bundles, bundlenet.models.bundlenet; "
+        "print(sorted(m for m in sys.modules if m == 'ot' or m.startswith('bundlenet.evaluation')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "[]"

@@ -39,8 +39,9 @@ def test_the_arm_distance_is_the_distance_along_the_normal() -> None:
     q, _ = torch.linalg.qr(jac.transpose(1, 2))  # [150, 4, 2]: orthonormal normals
     normal = q[:, :, 0].reshape(3, 50, 4)
     moved = x + 1e-3 * normal
-    torch.testing.assert_close(arm.distance_to_fiber(moved, base.double()), torch.full((3, 50), 1e-3, dtype=torch.float64),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        arm.distance_to_fiber(moved, base.double()), torch.full((3, 50), 1e-3, dtype=torch.float64), atol=1e-6, rtol=0
+    )
 
 
 def test_the_arc_distance_and_map_are_exact() -> None:

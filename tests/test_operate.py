@@ -17,9 +17,17 @@ import torch
 from tests.conftest import REPO, fit, make_torus_model
 
 # a small, fast configuration (seconds per run)
-TINY = ["data.num_train=300", "model.num_nbhds=10", "model.hidden_features=32", "model.depth=1",
-        "evaluation.iterations=1", "evaluation.num_fibers=3", "evaluation.num_global=300",
-        "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
+TINY = [
+    "data.num_train=300",
+    "model.num_nbhds=10",
+    "model.hidden_features=32",
+    "model.depth=1",
+    "evaluation.iterations=1",
+    "evaluation.num_fibers=3",
+    "evaluation.num_global=300",
+    "~callbacks.progress_bar",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def train_cmd(*args: str) -> list[str]:
@@ -36,7 +44,9 @@ def run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProces
 
 def test_wandb_offline_run_writes_its_run_dir_and_exits(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run(*TINY, "logger=wandb", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=3", f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = run(
+        *TINY, "logger=wandb", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=3", f"hydra.run.dir={out}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb")), list((out / "wandb").iterdir())
@@ -46,7 +56,14 @@ def test_wandb_offline_run_writes_its_run_dir_and_exits(tmp_path: Path) -> None:
 @pytest.mark.parametrize("logger", ["tensorboard", "none"])
 def test_other_loggers_run(tmp_path: Path, logger: str) -> None:
     out = tmp_path / "run"
-    proc = run(*TINY, f"logger={logger}", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2", f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = run(
+        *TINY,
+        f"logger={logger}",
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=2",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "metrics.json").exists()
     assert (out / "tensorboard").exists() == (logger == "tensorboard")
@@ -56,7 +73,9 @@ def test_other_loggers_run(tmp_path: Path, logger: str) -> None:
 def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [*TINY, "logger=csv", "trainer.max_epochs=300", "trainer.check_val_every_n_epoch=20", f"hydra.run.dir={out}"]
-    proc = subprocess.Popen(train_cmd(*args), cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_cmd(*args), cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -100,8 +119,18 @@ def test_same_seed_gives_identical_samples(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_optuna_sweep_minimises_the_fiber_metric(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run("-m", *TINY, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-               "logger=none", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = run(
+        "-m",
+        *TINY,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "logger=none",
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_value" in best and "model.optimizer.lr" in best
@@ -110,8 +139,15 @@ def test_optuna_sweep_minimises_the_fiber_metric(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run("-m", "hydra/launcher=submitit_local", "data=torus,moebius", "trainer.fast_dev_run=true", "logger=none",
-               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = run(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "data=torus,moebius",
+        "trainer.fast_dev_run=true",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "0" / "config.yaml").exists() and (sweep / "1" / "config.yaml").exists()
 
@@ -121,11 +157,27 @@ def test_two_process_ddp_matches_one_process_quality(tmp_path: Path) -> None:
     """2-process DDP (gloo, ddp_spawn, CPU) vs 1 process, same data, same number of optimizer
     steps. Tolerance: the DDP fiber W2 ratio to the noise floor is within 25% (plus 0.2) of the
     single-process ratio, and both are good fibers (ratio < 3)."""
-    common = ["data.num_train=1000", "trainer.max_epochs=300", "trainer.check_val_every_n_epoch=300", "logger=csv",
-              "evaluation.iterations=2", "evaluation.num_global=500", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
+    common = [
+        "data.num_train=1000",
+        "trainer.max_epochs=300",
+        "trainer.check_val_every_n_epoch=300",
+        "logger=csv",
+        "evaluation.iterations=2",
+        "evaluation.num_global=500",
+        "~callbacks.progress_bar",
+        "trainer.enable_progress_bar=false",
+    ]
     single = run(*common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path, timeout=900)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run(*common, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path, timeout=900)
+    ddp = run(
+        *common,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"hydra.run.dir={tmp_path / 'ddp'}",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     m1 = json.loads((tmp_path / "single" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "ddp" / "metrics.json").read_text())

@@ -48,7 +48,9 @@ def test_every_parameter_gets_a_gradient_from_the_total_loss() -> None:
     total, base = dm.train_tensors()
     loss = model.loss_terms(total, base).total(model.loss_weights)
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
     assert not missing, f"parameters without a finite, non-zero gradient: {missing}"
 
 

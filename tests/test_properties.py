@@ -20,10 +20,13 @@ from bundlenet.nn.trivialization import LocalTrivialization
     seed=st.integers(0, 2**16),
     scale=st.floats(0.1, 8.0),
 )
-def test_phi_is_invertible(dim: int, context: int, blocks: int, coupling: str, affine_first: bool, seed: int, scale: float) -> None:
+def test_phi_is_invertible(
+    dim: int, context: int, blocks: int, coupling: str, affine_first: bool, seed: int, scale: float
+) -> None:
     torch.manual_seed(seed)
-    phi = LocalTrivialization(dim, context, num_blocks=blocks, hidden_features=8, depth=1, coupling=coupling,
-                              conditional_affine=affine_first).double()
+    phi = LocalTrivialization(
+        dim, context, num_blocks=blocks, hidden_features=8, depth=1, coupling=coupling, conditional_affine=affine_first
+    ).double()
     with torch.no_grad():
         for p in phi.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -39,8 +42,14 @@ clouds = st.integers(0, 2**16).map(lambda s: torch.Generator().manual_seed(s))
 
 
 @settings(max_examples=20, deadline=None)
-@given(gen=clouds, n=st.integers(5, 40), m=st.integers(5, 40), dim=st.integers(1, 4), p=st.sampled_from([1, 2]),
-       shift=st.floats(-50, 50))
+@given(
+    gen=clouds,
+    n=st.integers(5, 40),
+    m=st.integers(5, 40),
+    dim=st.integers(1, 4),
+    p=st.sampled_from([1, 2]),
+    shift=st.floats(-50, 50),
+)
 def test_wasserstein_is_translation_invariant(gen: torch.Generator, n: int, m: int, dim: int, p: int, shift: float) -> None:
     x = torch.randn(n, dim, generator=gen, dtype=torch.float64)
     y = torch.randn(m, dim, generator=gen, dtype=torch.float64) + 0.5
@@ -90,7 +99,9 @@ def test_no_metric_scores_non_finite_samples(bundle_name: str, scope: str, value
             return self._poison(x) if scope == "fiber" else x
 
     bundle = Torus() if bundle_name == "torus" else MoebiusBand()
-    protocol = Protocol(iterations=1, num_global=60, global_ot_points=None, num_fibers=2, num_points=20, coverage_points=40, seed=1)
+    protocol = Protocol(
+        iterations=1, num_global=60, global_ot_points=None, num_fibers=2, num_points=20, coverage_points=40, seed=1
+    )
     with pytest.raises(BundleNetError, match=f"the model's {scope} samples contain non-finite values"):
         evaluate_model(Broken(bundle), bundle, protocol)
 

@@ -18,9 +18,18 @@ from bundlenet.data.tables import TabularDataModule
 from bundlenet.data.tabular import TabularBundle
 from tests.test_configs import compose_train, data_overrides, options, run_train
 
-FAST_RUN = ["trainer.max_steps=5", "trainer.val_check_interval=5", "data.num_train=200", "evaluation.iterations=1",
-            "evaluation.num_fibers=2", "evaluation.num_global=200", "evaluation.global_ot_points=null",
-            "evaluation.coverage_points=200", "evaluation.plot_fibers=2", "~callbacks.progress_bar"]
+FAST_RUN = [
+    "trainer.max_steps=5",
+    "trainer.val_check_interval=5",
+    "data.num_train=200",
+    "evaluation.iterations=1",
+    "evaluation.num_fibers=2",
+    "evaluation.num_global=200",
+    "evaluation.global_ot_points=null",
+    "evaluation.coverage_points=200",
+    "evaluation.plot_fibers=2",
+    "~callbacks.progress_bar",
+]
 PYTHON_WARNING = re.compile(r"\.py:\d+: |Warning: ")  # a warnings.warn line (Lightning's format omits the category)
 
 
@@ -30,8 +39,9 @@ def setup_cases() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("overrides", setup_cases(), ids=lambda o: " ".join(o))
-def test_data_and_cover_setup_at_default_settings_warn_about_nothing(overrides: list[str], tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_data_and_cover_setup_at_default_settings_warn_about_nothing(
+    overrides: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     name = overrides[0].split("=")[1]
     if name == "csv":  # a 2000-row table of a continuous bundle, as a user would bring
         table = tmp_path / "arm.csv"
@@ -56,8 +66,13 @@ def test_data_and_cover_setup_at_default_settings_warn_about_nothing(overrides: 
 def test_the_extrapolation_warning_speaks_the_tables_units(caplog: pytest.LogCaptureFixture) -> None:
     gen = torch.Generator().manual_seed(0)
     pressure = 110 + 20 * torch.rand(400, 1, generator=gen, dtype=torch.float64)  # dB, scaled to [0, 10] inside
-    total = torch.cat([pressure * 30 + torch.randn(400, 1, generator=gen, dtype=torch.float64),
-                       torch.rand(400, 1, generator=gen, dtype=torch.float64)], dim=1)
+    total = torch.cat(
+        [
+            pressure * 30 + torch.randn(400, 1, generator=gen, dtype=torch.float64),
+            torch.rand(400, 1, generator=gen, dtype=torch.float64),
+        ],
+        dim=1,
+    )
     bundle = TabularBundle(total, pressure, ["frequency", "angle"], ["sound pressure"], fibers="nearest")
     dm = TabularDataModule(bundle, num_val_fibers=2, val_fiber_points=20, fiber_circles=0, fiber_span=2)
     dm.setup("fit")
@@ -78,7 +93,9 @@ def test_a_fast_run_and_its_rerun_emit_no_warnings(tmp_path: Path) -> None:
     run = tmp_path / "run"
     first = run_train(*FAST_RUN, "logger=csv", f"hydra.run.dir={run}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_train(*FAST_RUN, "overwrite=true", f"hydra.run.dir={run}", cwd=tmp_path)  # the default logger (wandb, offline), same dir
+    again = run_train(
+        *FAST_RUN, "overwrite=true", f"hydra.run.dir={run}", cwd=tmp_path
+    )  # the default logger (wandb, offline), same dir
     assert again.returncode == 0, again.stderr[-3000:]
     for proc in (first, again):
         lines = (proc.stdout + proc.stderr).splitlines()
@@ -89,15 +106,22 @@ def test_a_fast_run_and_its_rerun_emit_no_warnings(tmp_path: Path) -> None:
 
 
 def test_an_optuna_sweep_logs_no_alembic_plugin_lines(tmp_path: Path) -> None:
-    proc = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=1", "logger=none", *FAST_RUN,
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    proc = run_train(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        "logger=none",
+        *FAST_RUN,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     assert "Best value" in output and "setup plugin" not in output
 
 
-def test_the_final_and_budget_checkpoints_state_what_they_save(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_final_and_budget_checkpoints_state_what_they_save(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Lightning logs "`weights_only` was not set" (once per rank under ddp) for a save that leaves it open."""
     import pytorch_lightning as pl
 
@@ -105,9 +129,18 @@ def test_the_final_and_budget_checkpoints_state_what_they_save(tmp_path: Path, c
     from tests.conftest import make_torus_model
 
     model, dm = make_torus_model(num_train=100, hidden_features=16, num_blocks=1)
-    trainer = pl.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path,
-                         callbacks=[FinalCheckpoint(tmp_path), BudgetCheckpoints(tmp_path, budgets=[0.0])])
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=[FinalCheckpoint(tmp_path), BudgetCheckpoints(tmp_path, budgets=[0.0])],
+    )
     for name in ("pytorch_lightning", "lightning.pytorch"):  # Lightning's own handler may stop records short of caplog
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     with caplog.at_level(logging.INFO):

@@ -22,9 +22,19 @@ BASE = [[4.5, 0.0], [0.0, 4.5]]
 
 
 def _trainer(root: Path, callbacks: list[pl.Callback] | None = None, **kwargs: object) -> pl.Trainer:
-    options: dict[str, object] = dict(max_steps=10, enable_checkpointing=False, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                                      default_root_dir=root, plugins=[StreamingCheckpointIO()])
+    options: dict[str, object] = dict(
+        max_steps=10,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        plugins=[StreamingCheckpointIO()],
+    )
     options.update(kwargs)
     return pl.Trainer(callbacks=[FinalCheckpoint(root / "checkpoints"), *(callbacks or [])], **options)
 
@@ -34,7 +44,9 @@ def _step(path: Path) -> int:
 
 
 def _same_samples(model, path: Path) -> None:
-    torch.testing.assert_close(load_model(path).sample_fiber(BASE, 20, seed=1), model.sample_fiber(BASE, 20, seed=1), rtol=0, atol=0)
+    torch.testing.assert_close(
+        load_model(path).sample_fiber(BASE, 20, seed=1), model.sample_fiber(BASE, 20, seed=1), rtol=0, atol=0
+    )
 
 
 def test_resume_from_a_mid_run_checkpoint_saves_the_final_step(tmp_path: Path) -> None:
@@ -79,7 +91,9 @@ def test_ctrl_c_saves_the_weights_of_the_interrupted_step(tmp_path: Path) -> Non
     _same_samples(model, last)
 
 
-def test_a_failed_save_keeps_the_previous_checkpoint_and_stops_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_save_keeps_the_previous_checkpoint_and_stops_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, dm = make_torus_model(num_train=200)
     model.fit_data(*dm.train_tensors())
     _trainer(tmp_path, max_steps=3).fit(model, datamodule=dm)
@@ -143,7 +157,10 @@ def test_a_second_job_in_a_locked_run_directory_stops_at_once(tmp_path: Path) ->
 def test_a_lock_of_another_host_is_refused_unless_broken(tmp_path: Path) -> None:
     lock = tmp_path / ".lock"
     lock.write_text("999999999 some-other-node\n")  # its process cannot be checked from here
-    with pytest.raises(InputError, match=r"locked by process 999999999 on host some-other-node; .* break_lock=true"), run_lock(tmp_path):
+    with (
+        pytest.raises(InputError, match=r"locked by process 999999999 on host some-other-node; .* break_lock=true"),
+        run_lock(tmp_path),
+    ):
         pass
     assert lock.read_text().split()[1] == "some-other-node"
     with run_lock(tmp_path, break_lock=True):
@@ -154,7 +171,10 @@ def test_a_lock_of_another_host_is_refused_unless_broken(tmp_path: Path) -> None
 def test_an_unwritable_run_directory_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(InputError, match=r"cannot write the run directory .*; pass a writable hydra.run.dir"), run_lock(blocker / "run"):
+    with (
+        pytest.raises(InputError, match=r"cannot write the run directory .*; pass a writable hydra.run.dir"),
+        run_lock(blocker / "run"),
+    ):
         pass
 
 
@@ -170,8 +190,9 @@ def test_last_ckpt_is_written_once_at_the_end(tmp_path: Path, monkeypatch: pytes
         save(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(StreamingCheckpointIO, "save_checkpoint", counting)
-    every = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="best", save_last=True,
-                                         enable_version_counter=False, every_n_epochs=100)
+    every = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "checkpoints", filename="best", save_last=True, enable_version_counter=False, every_n_epochs=100
+    )
     _trainer(tmp_path, [every], max_steps=7, enable_checkpointing=True).fit(model, datamodule=dm)
     assert writes.count(("last.ckpt", 7)) == 1, writes
     assert _step(tmp_path / "checkpoints" / "last.ckpt") == 7
@@ -194,11 +215,16 @@ class _Poison(pl.Callback):
                 next(pl_module.parameters()).fill_(float("nan"))
 
 
-@pytest.mark.parametrize(("poison", "max_loss", "message"), [
-    (True, 1e8, r"non-finite loss at step 3"),
-    (False, 1e-6, r"training diverged at step 1: train/loss = .* beyond callbacks.divergence.max_loss=1e-06"),
-])
-def test_divergence_stops_training_in_one_line_without_saving(tmp_path: Path, poison: bool, max_loss: float, message: str) -> None:
+@pytest.mark.parametrize(
+    ("poison", "max_loss", "message"),
+    [
+        (True, 1e8, r"non-finite loss at step 3"),
+        (False, 1e-6, r"training diverged at step 1: train/loss = .* beyond callbacks.divergence.max_loss=1e-06"),
+    ],
+)
+def test_divergence_stops_training_in_one_line_without_saving(
+    tmp_path: Path, poison: bool, max_loss: float, message: str
+) -> None:
     from bundlenet.callbacks import DivergenceGuard
     from bundlenet.errors import DivergenceError
 
@@ -225,19 +251,34 @@ class SendSignal(pl.Callback):
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_preempted_run_saves_then_exits_non_zero_with_the_resume_command(tmp_path: Path, signum: int, code: int,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_preempted_run_saves_then_exits_non_zero_with_the_resume_command(
+    tmp_path: Path, signum: int, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
     from bundlenet.cli.train import train
     from tests.test_bad_input import compose_cfg
 
     out = tmp_path / "run"
-    cfg = compose_cfg("train", ["logger=csv", "trainer.max_steps=200", "data.num_train=200", "model.num_nbhds=5",
-                                "model.hidden_features=16", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
-                                "+callbacks.signal._target_=tests.test_reliability.SendSignal", f"+callbacks.signal.signum={int(signum)}"], out)
+    cfg = compose_cfg(
+        "train",
+        [
+            "logger=csv",
+            "trainer.max_steps=200",
+            "data.num_train=200",
+            "model.num_nbhds=5",
+            "model.hidden_features=16",
+            "~callbacks.progress_bar",
+            "trainer.enable_progress_bar=false",
+            "+callbacks.signal._target_=tests.test_reliability.SendSignal",
+            f"+callbacks.signal.signum={int(signum)}",
+        ],
+        out,
+    )
     with caplog.at_level("WARNING", logger="bundlenet"), pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code == code
     assert _step(out / "checkpoints" / "last.ckpt") == 5 and not (out / "metrics.json").exists()
     lines = [r.getMessage() for r in caplog.records if "interrupted by" in r.getMessage()]
-    assert len(lines) == 1 and f"at step 5; {out / 'checkpoints' / 'last.ckpt'} holds it: resume with `python train.py" in lines[0]
+    assert (
+        len(lines) == 1 and f"at step 5; {out / 'checkpoints' / 'last.ckpt'} holds it: resume with `python train.py" in lines[0]
+    )
     assert lines[0].endswith(f"ckpt_path=last hydra.run.dir={out}`") and not (out / ".lock").exists()

@@ -38,9 +38,12 @@ def test_fit_to_time_sets_the_steps_the_pace_allows(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = cosine_with_warmup(opt, total_steps=2_000_000, warmup_steps=5)
-    trainer = SimpleNamespace(global_step=0, max_steps=1_000_000,
-                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(max_steps=1_000_000)),
-                              lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
+    trainer = SimpleNamespace(
+        global_step=0,
+        max_steps=1_000_000,
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(max_steps=1_000_000)),
+        lr_scheduler_configs=[SimpleNamespace(scheduler=sched)],
+    )
     cb = FitToTime(seconds=60, check_every=100, margin=1.0)
     cb.on_train_start(trainer, None)  # type: ignore[arg-type]
     trainer.global_step, clock[0] = 50, 1005.0

@@ -10,8 +10,9 @@ from bundlenet.errors import InputError
 
 
 def scaled_spec() -> BundleSpec:
-    return BundleSpec(("q",), ("a", "b"), 0, base_offset=(3.0,), base_scale=(0.6,),
-                      total_offset=(1.0, -2.0), total_scale=(0.5, 4.0))
+    return BundleSpec(
+        ("q",), ("a", "b"), 0, base_offset=(3.0,), base_scale=(0.6,), total_offset=(1.0, -2.0), total_scale=(0.5, 4.0)
+    )
 
 
 def test_identity_spec_is_unchanged_and_stores_no_scaling() -> None:

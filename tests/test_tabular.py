@@ -15,15 +15,22 @@ def table(n: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     grade = torch.randint(1, 4, (n,), generator=gen).double()
     flag = torch.randint(0, 2, (n,), generator=gen).double()
     grade[:2], flag[:2] = 4.0, 1.0  # a base value with only 2 rows
-    total = torch.stack([1000 + 50 * grade + torch.randn(n, generator=gen, dtype=torch.float64),
-                         0.01 * torch.rand(n, generator=gen, dtype=torch.float64)], dim=1)
+    total = torch.stack(
+        [
+            1000 + 50 * grade + torch.randn(n, generator=gen, dtype=torch.float64),
+            0.01 * torch.rand(n, generator=gen, dtype=torch.float64),
+        ],
+        dim=1,
+    )
     return total, torch.stack([grade, flag], dim=1)
 
 
 def test_column_scaling_methods_and_constant_columns() -> None:
     x = torch.tensor([[1.0, 5.0], [3.0, 7.0], [5.0, 9.0]])
     offset, scale = column_scaling(x, ["a", "b"], "minmax10")
-    torch.testing.assert_close(((x.double() - offset) / scale), torch.tensor([[0.0, 0.0], [5.0, 5.0], [10.0, 10.0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        ((x.double() - offset) / scale), torch.tensor([[0.0, 0.0], [5.0, 5.0], [10.0, 10.0]], dtype=torch.float64)
+    )
     offset, scale = column_scaling(x, ["a", "b"], "standard")
     z = (x.double() - offset) / scale
     torch.testing.assert_close(z.mean(0), torch.zeros(2, dtype=torch.float64))
@@ -80,7 +87,9 @@ def test_units_of_fibers_and_totals_agree_with_the_spec() -> None:
 def test_nearest_fibers_are_the_k_nearest_rows_with_random_ties() -> None:
     gen = torch.Generator().manual_seed(0)
     y = torch.rand(300, 1, generator=gen, dtype=torch.float64) * 100
-    x = torch.cat([y + torch.randn(300, 1, generator=gen, dtype=torch.float64), torch.rand(300, 2, generator=gen, dtype=torch.float64)], 1)
+    x = torch.cat(
+        [y + torch.randn(300, 1, generator=gen, dtype=torch.float64), torch.rand(300, 2, generator=gen, dtype=torch.float64)], 1
+    )
     bundle = TabularBundle(x, y, ["a", "b", "c"], ["y"], fibers="auto", fiber_neighbours=15)
     assert bundle.fiber_rule == "nearest"  # 300 distinct values > max_exact_values
     query = torch.tensor([[50.0]])
@@ -90,10 +99,18 @@ def test_nearest_fibers_are_the_k_nearest_rows_with_random_ties() -> None:
     assert float((fiber_bases - 50).abs().max()) <= float(kth) + 1e-4
     assert torch.unique(fiber, dim=0).shape[0] == 15  # 400 draws with replacement cover the 15 rows
     # ties: 30 rows share the base value; the 5 chosen change with the generator
-    tied = TabularBundle(torch.rand(60, 2, dtype=torch.float64), torch.cat([torch.zeros(30), torch.arange(1, 31)]).double().unsqueeze(1),
-                         ["a", "b"], ["y"], fibers="nearest", fiber_neighbours=5)
-    picks = {tuple(sorted(set(tied.sample_fiber(torch.zeros(1, 1), 200, torch.Generator().manual_seed(s))[0, :, 0].tolist())))
-             for s in range(4)}
+    tied = TabularBundle(
+        torch.rand(60, 2, dtype=torch.float64),
+        torch.cat([torch.zeros(30), torch.arange(1, 31)]).double().unsqueeze(1),
+        ["a", "b"],
+        ["y"],
+        fibers="nearest",
+        fiber_neighbours=5,
+    )
+    picks = {
+        tuple(sorted(set(tied.sample_fiber(torch.zeros(1, 1), 200, torch.Generator().manual_seed(s))[0, :, 0].tolist())))
+        for s in range(4)
+    }
     assert len(picks) > 1
     with pytest.raises(InputError, match="data.fiber_neighbours=500 must be between 1 and the 300 rows"):
         TabularBundle(x, y, ["a", "b", "c"], ["y"], fibers="nearest", fiber_neighbours=500)
@@ -103,5 +120,7 @@ def test_fiber_source_test_uses_held_out_rows_only() -> None:
     total, base = table()
     bundle = TabularBundle(total, base, ["mass", "ratio"], ["grade", "flag"], fiber_source="test")
     test_rows = {tuple(r) for r in total[bundle.test_index].float().tolist()}
-    fibers = bundle.sample_fiber(bundle.sample_total(10, torch.Generator().manual_seed(0)).base, 30, torch.Generator().manual_seed(0))
+    fibers = bundle.sample_fiber(
+        bundle.sample_total(10, torch.Generator().manual_seed(0)).base, 30, torch.Generator().manual_seed(0)
+    )
     assert {tuple(r) for r in fibers.reshape(-1, 2).tolist()} <= test_rows

@@ -10,8 +10,11 @@ from bundlenet.data.datamodule import BundleDataModule
 from bundlenet.data.topology import estimate_fiber_topology, two_nn_dimension
 
 
-@pytest.mark.parametrize(("bundle", "span", "circles"), [(Torus(), 2, 1), (MoebiusBand(), 1, 0), (RobotArm(), 2, 0), (GrowingArc(), 1, 0)],
-                         ids=["torus", "moebius", "arm (a curved sheet that fills 3 directions)", "arc"])
+@pytest.mark.parametrize(
+    ("bundle", "span", "circles"),
+    [(Torus(), 2, 1), (MoebiusBand(), 1, 0), (RobotArm(), 2, 0), (GrowingArc(), 1, 0)],
+    ids=["torus", "moebius", "arm (a curved sheet that fills 3 directions)", "arc"],
+)
 def test_the_topology_of_known_fibers_is_found(bundle, span: int, circles: int) -> None:
     points = bundle.sample_total(2000, torch.Generator().manual_seed(0))
     found = estimate_fiber_topology(points.total, points.base)
@@ -43,7 +46,9 @@ def test_two_nn_finds_the_dimension_of_flat_and_curved_sets() -> None:
     circle = torch.stack([angle.cos(), angle.sin(), (3 * angle).sin()], 1)
     assert two_nn_dimension(plane) == pytest.approx(2, abs=0.25)
     assert two_nn_dimension(circle) == pytest.approx(1, abs=0.2)
-    assert two_nn_dimension(torch.zeros(10, 3, dtype=torch.float64)) != two_nn_dimension(torch.zeros(10, 3, dtype=torch.float64))  # NaN
+    assert two_nn_dimension(torch.zeros(10, 3, dtype=torch.float64)) != two_nn_dimension(
+        torch.zeros(10, 3, dtype=torch.float64)
+    )  # NaN
 
 
 def test_a_table_of_few_values_per_column_keeps_its_principal_span() -> None:

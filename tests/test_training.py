@@ -90,9 +90,20 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
     total, base = dm.train_tensors()
     model.fit_data(total, base)
     before = _projection_error(model, total, base)
-    trainer = pl.Trainer(max_steps=150, accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=150,
+        accelerator="cpu",
+        devices=1,
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     after = _projection_error(model, total, base)
     assert after <= before / 5, f"commutativity {before:.3f} -> {after:.3f}"
@@ -104,15 +115,23 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
 def test_validation_logs_fiber_precision_and_coverage(tmp_path) -> None:
     model, dm = make_torus_model(num_train=200)
     model.fit_data(*dm.train_tensors())
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     for key in ("val/fiber_w2", "val/fiber_precision", "val/fiber_coverage"):
         assert key in metrics and 0 < metrics[key] < 100, key
     # best.ckpt's criterion: the validation fibers' negative log-likelihood (it can be negative)
     base, fibers = dm.val[0], dm.val[1]
     with torch.no_grad():
-        nll = -model.log_likelihood(model.standardize(fibers.reshape(-1, 3), dequantize=False),
-                                    model.base_scaler(base.repeat_interleave(fibers.shape[1], 0)),
-                                    torch.Generator().manual_seed(0)).mean()
+        nll = -model.log_likelihood(
+            model.standardize(fibers.reshape(-1, 3), dequantize=False),
+            model.base_scaler(base.repeat_interleave(fibers.shape[1], 0)),
+            torch.Generator().manual_seed(0),
+        ).mean()
     assert metrics["val/selection"] == pytest.approx(float(nll), rel=1e-4, abs=1e-4)

@@ -81,15 +81,25 @@ def test_unreachable_server_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(InputError, match=rf"cannot download airfoil_self_noise.dat from http://127.0.0.1:{port}/.*put it in {tmp_path}"):
+    with pytest.raises(
+        InputError, match=rf"cannot download airfoil_self_noise.dat from http://127.0.0.1:{port}/.*put it in {tmp_path}"
+    ):
         airfoil(tmp_path, base_url=f"http://127.0.0.1:{port}")
     assert list(tmp_path.iterdir()) == []
 
 
 def fake_airfoil(rows: int = AIRFOIL.rows) -> str:
     gen = np.random.default_rng(0)
-    data = np.column_stack([gen.choice([800, 1000, 2000], rows), gen.uniform(0, 20, rows), gen.choice([0.05, 0.1, 0.3], rows),
-                            gen.choice([39.6, 71.3], rows), gen.uniform(1e-4, 0.05, rows), gen.uniform(105, 140, rows)])
+    data = np.column_stack(
+        [
+            gen.choice([800, 1000, 2000], rows),
+            gen.uniform(0, 20, rows),
+            gen.choice([0.05, 0.1, 0.3], rows),
+            gen.choice([39.6, 71.3], rows),
+            gen.uniform(1e-4, 0.05, rows),
+            gen.uniform(105, 140, rows),
+        ]
+    )
     return "".join("\t".join(f"{v:g}" for v in row) + "\n" for row in data)
 
 
@@ -98,6 +108,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A local HTTP server over a folder laid out like the UCI repository."""
     site = tmp_path / "site"
     (site / "00291").mkdir(parents=True)
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass

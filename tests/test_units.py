@@ -13,8 +13,15 @@ from bundlenet.bundles.base import BundleSpec
 from bundlenet.checkpoint import load_model
 from bundlenet.errors import InputError
 
-SPEC = BundleSpec(("quality",), ("acid", "sugar", "alcohol"), 0, base_offset=(3.0,), base_scale=(0.6,),
-                  total_offset=(4.0, 0.5, 8.0), total_scale=(1.2, 6.0, 0.6))
+SPEC = BundleSpec(
+    ("quality",),
+    ("acid", "sugar", "alcohol"),
+    0,
+    base_offset=(3.0,),
+    base_scale=(0.6,),
+    total_offset=(4.0, 0.5, 8.0),
+    total_scale=(1.2, 6.0, 0.6),
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +29,9 @@ def model() -> BundleNet:
     gen = torch.Generator().manual_seed(0)
     base = torch.rand(300, 1, generator=gen) * 10  # scaled units, [0, 10]
     total = torch.cat([base + torch.randn(300, 1, generator=gen), torch.rand(300, 2, generator=gen) * 10], dim=1)
-    m = BundleNet(SPEC, num_nbhds=3, num_blocks=2, hidden_features=16, depth=1,
-                  optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    m = BundleNet(
+        SPEC, num_nbhds=3, num_blocks=2, hidden_features=16, depth=1, optimizer=functools.partial(torch.optim.Adam, lr=1e-3)
+    )
     m.fit_data(total, base)
     return m.eval()
 

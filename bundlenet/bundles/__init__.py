@@ -7,5 +7,15 @@ from bundlenet.bundles.moebius import MoebiusBand
 from bundlenet.bundles.shell import TiltedShell
 from bundlenet.bundles.torus import SlicedTorus, Torus
 
-__all__ = ["Bundle", "BundleSamples", "BundleSpec", "GrowingArc", "MoebiusBand", "RobotArm", "SlicedTorus", "TiltedShell",
-           "Torus", "check_points"]
+__all__ = [
+    "Bundle",
+    "BundleSamples",
+    "BundleSpec",
+    "GrowingArc",
+    "MoebiusBand",
+    "RobotArm",
+    "SlicedTorus",
+    "TiltedShell",
+    "Torus",
+    "check_points",
+]

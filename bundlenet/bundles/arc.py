@@ -39,8 +39,9 @@ class GrowingArc(RadialBundle):
         theta = self.half_angle(y) * (u.sum(-1) - 1)
         return (1 + y).unsqueeze(-1) * torch.stack([theta.cos(), theta.sin()], dim=-1)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Exact distance of ``total [B, n, 2]`` to the arc over ``base [B, 1]``: ``[B, n]``: to the
         circle where the angle lies inside the arc, else to the nearer end."""
         check_units(units)

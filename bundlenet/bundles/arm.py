@@ -47,9 +47,12 @@ class RobotArm(Bundle):
     fiber_circles = 0
     fiber_span = 2
 
-    def __init__(self, lengths: tuple[float, float, float] = (0.5, 0.5, 1.0),
-                 prior_std: tuple[float, float, float, float] = (0.25, 0.5, 0.5, 0.5),
-                 proposals_per_sample: int = 200) -> None:
+    def __init__(
+        self,
+        lengths: tuple[float, float, float] = (0.5, 0.5, 1.0),
+        prior_std: tuple[float, float, float, float] = (0.25, 0.5, 0.5, 0.5),
+        proposals_per_sample: int = 200,
+    ) -> None:
         self.lengths = tuple(float(v) for v in lengths)
         self.prior_std = tuple(float(v) for v in prior_std)
         if len(self.lengths) != 3 or len(self.prior_std) != 4 or min(*self.lengths, *self.prior_std) <= 0:
@@ -80,8 +83,15 @@ class RobotArm(Bundle):
             phi3 = torch.stack([c.clamp(-1, 1).acos(), -c.clamp(-1, 1).acos()])  # [2, m]: both branches
             t3 = phi3 - phi2
             h = y[0] - l1 * phi1.sin() - l2 * phi2.sin() - l3 * phi3.sin()
-            log_w = (-0.5 * (h / s_h) ** 2 - 0.5 * (t3 / s3) ** 2 - 0.5 * (t1 / s1) ** 2 - 0.5 * (t2 / s2) ** 2
-                     - log_q1 - log_q2 - (l3 * phi3.sin().abs()).clamp_min(1e-12).log())
+            log_w = (
+                -0.5 * (h / s_h) ** 2
+                - 0.5 * (t3 / s3) ** 2
+                - 0.5 * (t1 / s1) ** 2
+                - 0.5 * (t2 / s2) ** 2
+                - log_q1
+                - log_q2
+                - (l3 * phi3.sin().abs()).clamp_min(1e-12).log()
+            )
             log_w = torch.where(reach, log_w, -math.inf).reshape(-1)
             if not bool(torch.isfinite(log_w).any()):
                 raise ValueError(f"no pose of the arm reaches {y.tolist()}")
@@ -90,8 +100,9 @@ class RobotArm(Bundle):
             out.append(torch.stack([h[branch, row], t1[row], t2[row], t3[branch, row]], dim=-1))
         return torch.stack(out) if out else torch.zeros(0, num_samples, 4)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Distance of ``total [B, n, 4]`` to the fiber over ``base [B, 2]``: ``[B, n]``, to the
         foot of a Gauss–Newton projection (exact to second order in the distance)."""
         check_units(units)
@@ -107,5 +118,7 @@ def _proposal(num: int, std: float, generator: torch.Generator | None) -> tuple[
     normal = std * torch.randn(num, generator=generator)
     uniform = (2 * torch.rand(num, generator=generator) - 1) * math.pi
     angle = torch.where(torch.rand(num, generator=generator) < 0.5, normal, uniform)
-    density = 0.5 * torch.exp(-0.5 * (angle / std) ** 2) / (std * math.sqrt(2 * math.pi)) + 0.5 / (2 * math.pi) * (angle.abs() <= math.pi)
+    density = 0.5 * torch.exp(-0.5 * (angle / std) ** 2) / (std * math.sqrt(2 * math.pi)) + 0.5 / (2 * math.pi) * (
+        angle.abs() <= math.pi
+    )
     return angle, density.log()

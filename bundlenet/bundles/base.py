@@ -86,17 +86,24 @@ class ColumnSupport:
         return inside
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lower": self.lower, "upper": self.upper,
-                "values": None if self.values is None else [float(v) for v in self.values],
-                "atoms": [float(v) for v in self.atoms]}
+        return {
+            "lower": self.lower,
+            "upper": self.upper,
+            "values": None if self.values is None else [float(v) for v in self.values],
+            "atoms": [float(v) for v in self.atoms],
+        }
 
     @classmethod
     def coerce(cls, d: ColumnSupport | dict[str, Any]) -> ColumnSupport:
         if isinstance(d, ColumnSupport):
             return d
         values = d.get("values")
-        return cls(None if d.get("lower") is None else float(d["lower"]), None if d.get("upper") is None else float(d["upper"]),
-                   None if values is None else tuple(float(v) for v in values), tuple(float(v) for v in d.get("atoms") or ()))
+        return cls(
+            None if d.get("lower") is None else float(d["lower"]),
+            None if d.get("upper") is None else float(d["upper"]),
+            None if values is None else tuple(float(v) for v in values),
+            tuple(float(v) for v in d.get("atoms") or ()),
+        )
 
 
 def snap_to_support(samples: torch.Tensor, supports: tuple[ColumnSupport, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +244,11 @@ class BundleSpec:
         Identity scalings, an unknown fiber dimension and absent supports are left out, so specs
         of synthetic data are unchanged.
         """
-        d: dict[str, Any] = {"base_names": list(self.base_names), "total_names": list(self.total_names), "fiber_circles": int(self.fiber_circles)}
+        d: dict[str, Any] = {
+            "base_names": list(self.base_names),
+            "total_names": list(self.total_names),
+            "fiber_circles": int(self.fiber_circles),
+        }
         for key in _SCALING_KEYS:
             values = getattr(self, key)
             if values is not None:
@@ -297,8 +308,13 @@ class Bundle(ABC):
 
     @property
     def spec(self) -> BundleSpec:
-        return BundleSpec(tuple(self.base_names), tuple(self.total_names), self.fiber_circles, fiber_span=self.fiber_span,
-                          source=type(self).__name__)
+        return BundleSpec(
+            tuple(self.base_names),
+            tuple(self.total_names),
+            self.fiber_circles,
+            fiber_span=self.fiber_span,
+            source=type(self).__name__,
+        )
 
     @property
     def base_dim(self) -> int:
@@ -313,9 +329,7 @@ class Bundle(ABC):
         """Draw ``num_samples`` points of the total space with their base points."""
 
     @abstractmethod
-    def sample_fiber(
-        self, base: Tensor, num_samples: int, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample_fiber(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw points of each fiber: ``base [B, d_B]`` → ``[B, num_samples, d_E]``."""
 
     @abstractmethod
@@ -335,8 +349,9 @@ class Bundle(ABC):
         """Return ``base`` as a float ``[B, d_B]`` tensor, or raise a one-line :class:`InputError`."""
         return check_points(base, self.base_dim, what="base point", names=self.base_names)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Euclidean distance of points ``total [B, n, d_E]`` to the fiber over ``base [B, d_B]``: ``[B, n]``.
 
         Bundles whose fibers have a closed form override this with the exact distance. The
@@ -355,8 +370,9 @@ class Bundle(ABC):
         bundles whose fibers are finite sets of held-out points draw from other points."""
         return self.sample_fiber(base, num_samples, generator)
 
-    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
-                     reference: Tensor | None = None) -> dict[str, Tensor]:
+    def fiber_scores(
+        self, total: Tensor, base: Tensor, units: Units = "original", reference: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Data-specific quality scores of fibers ``total [B, n, d_E]`` drawn over ``base [B, d_B]``,
         ``[B]`` each, reported beside the fiber metrics (e.g. a classifier's accuracy on images);
         ``reference [B, m, d_E]``: true points of the same fibers, when a score compares with
@@ -376,9 +392,7 @@ def check_points(points: object, dim: int, what: str, names: tuple[str, ...] | l
     if tensor.dim() != 2 or tensor.shape[-1] != dim:
         cols = f" ({', '.join(names)})" if names else ""
         given = tensor.shape[-1] if tensor.dim() >= 1 else 0
-        raise InputError(
-            f"{what}s must have dimension {dim}{cols}, got dimension {given} (shape {tuple(tensor.shape)})"
-        )
+        raise InputError(f"{what}s must have dimension {dim}{cols}, got dimension {given} (shape {tuple(tensor.shape)})")
     finite = torch.isfinite(tensor).all(dim=1)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0, 0])

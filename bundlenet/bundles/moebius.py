@@ -50,8 +50,9 @@ class MoebiusBand(Bundle):
     def project(self, total: Tensor) -> Tensor:
         return circle_base(base_angle(total), self.base_radius)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Exact distance of ``total [B, n, 3]`` to the fiber segment over ``base [B, 2]``: ``[B, n]``.
 
         The fiber over s is the segment c + t·u, t ∈ [−h, h], with c the centre-circle point and

@@ -36,8 +36,9 @@ class TiltedShell(RadialBundle):
         g[..., 0] += self.tilt * y
         return (1 + y).unsqueeze(-1) * g / g.norm(dim=-1, keepdim=True)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Exact distance of ``total [B, n, 4]`` to the sphere over ``base [B, 1]``: | ‖x‖ − 1 − y |, ``[B, n]``."""
         check_units(units)
         y = self.check_base(base).to(total)[:, :1]  # [B, 1]

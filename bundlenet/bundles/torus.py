@@ -87,8 +87,9 @@ class Torus(Bundle):
         in_plane = torch.sqrt(radial**2 + height**2) - self.minor_radius
         return torch.sqrt(off_plane**2 + in_plane**2)
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Exact distance of ``total [B, n, 3]`` to the fiber over ``base [B, 2]``: ``[B, n]``.
 
         The fiber is the arc θ ∈ [low, high] of the circle of radius r in the fiber plane (the
@@ -118,7 +119,9 @@ class SlicedTorus(Torus):
     density is proportional to the fiber length, as in the authors' data.
     """
 
-    def __init__(self, major_radius: float = 8.0, minor_radius: float = 2.0, base_radius: float = 4.5, slack: float = 0.01) -> None:
+    def __init__(
+        self, major_radius: float = 8.0, minor_radius: float = 2.0, base_radius: float = 4.5, slack: float = 0.01
+    ) -> None:
         super().__init__(major_radius, minor_radius, base_radius)
         self.slack = float(slack)
 

@@ -34,8 +34,17 @@ log = logging.getLogger("bundlenet.cli.benchmark")
 # width 512, depth 5). AUTHORS has their hyperparameters in nflows terms: 10 affine couplings whose
 # one subnet gives scale and shift (14.6M parameters, half their arithmetic per point).
 # AUTHORS_PARAMS has their parameter count and arithmetic per point: 20 couplings (27.9M).
-AUTHORS = dict(num_nbhds=25, total_dim=20, num_circles=3, num_blocks=10, hidden_features=512, depth=5,
-               coupling="affine", num_generated=5, overlap=1)
+AUTHORS = dict(
+    num_nbhds=25,
+    total_dim=20,
+    num_circles=3,
+    num_blocks=10,
+    hidden_features=512,
+    depth=5,
+    coupling="affine",
+    num_generated=5,
+    overlap=1,
+)
 AUTHORS_PARAMS = dict(AUTHORS, num_blocks=20)
 DEFAULT: dict[str, Any] = {}
 Precision = Literal["32-true", "bf16-mixed"]
@@ -54,7 +63,9 @@ MODELS: dict[str, str] = {
 }
 
 
-def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[str, Any], seed: int = 0, model: str = "bundlenet"):
+def _model_and_data(
+    num_train: int, batch_size: int | None, model_kwargs: dict[str, Any], seed: int = 0, model: str = "bundlenet"
+):
     """A torus datamodule and a ``model`` (a key of :data:`MODELS`) at its defaults plus
     ``model_kwargs``, its data-dependent state fitted."""
     import importlib
@@ -66,7 +77,9 @@ def _model_and_data(num_train: int, batch_size: int | None, model_kwargs: dict[s
 
     pl.seed_everything(seed, verbose=False)
     steps = 1 if batch_size is None else -(-num_train // batch_size)
-    dm = BundleDataModule(Torus(), num_train=num_train, batch_size=batch_size, steps_per_epoch=steps, num_val_fibers=2, val_fiber_points=50)
+    dm = BundleDataModule(
+        Torus(), num_train=num_train, batch_size=batch_size, steps_per_epoch=steps, num_val_fibers=2, val_fiber_points=50
+    )
     dm.setup("fit")
     module, _, name = MODELS[model].rpartition(".")
     cls = getattr(importlib.import_module(module), name)
@@ -103,9 +116,16 @@ def _time_steps(model, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: 
     return (time.perf_counter() - start) / steps
 
 
-def row_training(name: str, num_train: int = 1000, batch_size: int | None = None, model_kwargs: dict[str, Any] | None = None,
-                 timed_steps: int = 20, num_nbhds: int | None = None, precision: Precision = "32-true",
-                 model_name: str = "bundlenet") -> dict[str, Any]:
+def row_training(
+    name: str,
+    num_train: int = 1000,
+    batch_size: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    timed_steps: int = 20,
+    num_nbhds: int | None = None,
+    precision: Precision = "32-true",
+    model_name: str = "bundlenet",
+) -> dict[str, Any]:
     """Seconds per training step of ``model_name`` on the torus (bare steps: loss, backward, Adam)."""
     kwargs = dict(DEFAULT if model_kwargs is None else model_kwargs)
     if num_nbhds is not None:
@@ -114,11 +134,20 @@ def row_training(name: str, num_train: int = 1000, batch_size: int | None = None
     loader = dm.train_dataloader()
     batches = [b for _, b in zip(range(min(timed_steps + 1, steps_per_epoch)), loader)]
     sec = _time_steps(model, batches, timed_steps, precision)
-    return {"row": name, "parameters": sum(p.numel() for p in model.parameters()), "precision": precision,
-            "model": model_name,
-            "points": num_train, "batch": batch_size or num_train, "num_nbhds": model.cover.num_nbhds if hasattr(model, "cover") else None, "s_per_step": sec,
-            "steps_per_s": 1 / sec, "steps_per_epoch": steps_per_epoch, "s_per_epoch": sec * steps_per_epoch,
-            "timed_steps": timed_steps}
+    return {
+        "row": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "precision": precision,
+        "model": model_name,
+        "points": num_train,
+        "batch": batch_size or num_train,
+        "num_nbhds": model.cover.num_nbhds if hasattr(model, "cover") else None,
+        "s_per_step": sec,
+        "steps_per_s": 1 / sec,
+        "steps_per_epoch": steps_per_epoch,
+        "s_per_epoch": sec * steps_per_epoch,
+        "timed_steps": timed_steps,
+    }
 
 
 def row_lightning_overhead(timed_steps: int = 50) -> dict[str, Any]:
@@ -128,8 +157,17 @@ def row_lightning_overhead(timed_steps: int = 50) -> dict[str, Any]:
     model, dm, _ = _model_and_data(1000, None, DEFAULT)
     bare = _time_steps(model, [dm.train_tensors()], timed_steps)
     model, dm, _ = _model_and_data(1000, None, DEFAULT)
-    trainer = pl.Trainer(max_epochs=timed_steps + 1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=timed_steps + 1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     times: list[float] = []
 
     class Clock(pl.Callback):
@@ -139,7 +177,12 @@ def row_lightning_overhead(timed_steps: int = 50) -> dict[str, Any]:
     trainer.callbacks.append(Clock())  # type: ignore[attr-defined]  # Lightning sets it at run time
     trainer.fit(model, datamodule=dm)
     lightning = (time.perf_counter() - times[1]) / timed_steps  # epoch 0 is the warm-up
-    return {"row": "lightning step / bare step", "bare_s_per_step": bare, "lightning_s_per_step": lightning, "ratio": lightning / bare}
+    return {
+        "row": "lightning step / bare step",
+        "bare_s_per_step": bare,
+        "lightning_s_per_step": lightning,
+        "ratio": lightning / bare,
+    }
 
 
 def row_sampling() -> dict[str, Any]:
@@ -180,8 +223,13 @@ def row_digits(model_name: str, base: str = "label", timed_steps: int = 10) -> d
     start = time.perf_counter()
     model.sample_fiber(point, 1000, seed=1)
     sample_s = time.perf_counter() - start
-    return {"row": f"digits: {model_name} at its defaults (64 pixels, {base})", "model": model_name, "batch": batch,
-            "s_per_step": sec, "sample_1000_images_s": sample_s}
+    return {
+        "row": f"digits: {model_name} at its defaults (64 pixels, {base})",
+        "model": model_name,
+        "batch": batch,
+        "s_per_step": sec,
+        "sample_1000_images_s": sample_s,
+    }
 
 
 def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
@@ -190,8 +238,15 @@ def _train_py(overrides: list[str]) -> tuple[dict[str, Any], float]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "bundlenet.cli.train", *overrides, "logger=none", "trainer.enable_progress_bar=false",
-               f"hydra.run.dir={tmp}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bundlenet.cli.train",
+            *overrides,
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp}",
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         wall = time.perf_counter() - start
@@ -206,9 +261,16 @@ def row_quality(name: str, steps: int) -> dict[str, Any]:
     the wall time of its final evaluation (the default protocol)."""
     metrics, wall = _train_py([f"trainer.max_epochs={steps}"])
     w2 = metrics["fiber"]["w2"]
-    return {"row": name, "steps": steps, "wall_s": wall, "train_s": metrics["train_seconds"],
-            "evaluation_s": metrics["evaluation_seconds"], "fiber_w2": w2["value"], "noise_floor": w2["noise_floor"],
-            "ratio": w2["ratio"]}
+    return {
+        "row": name,
+        "steps": steps,
+        "wall_s": wall,
+        "train_s": metrics["train_seconds"],
+        "evaluation_s": metrics["evaluation_seconds"],
+        "fiber_w2": w2["value"],
+        "noise_floor": w2["noise_floor"],
+        "ratio": w2["ratio"],
+    }
 
 
 def row_paper_job(experiment: str, options: Options, precision: Precision = "32-true") -> dict[str, Any]:
@@ -218,8 +280,12 @@ def row_paper_job(experiment: str, options: Options, precision: Precision = "32-
     ``train_authors*`` rows give the time per step). Skipped, with the reason, when its data
     cannot be had (the UCI files neither in the data root nor downloadable)."""
     name = f"job: train.py experiment={experiment}"
-    overrides = [f"experiment={experiment}", f"trainer.max_epochs={options.epochs}", "evaluation.iterations=2",
-                 f"trainer.precision={precision}"]
+    overrides = [
+        f"experiment={experiment}",
+        f"trainer.max_epochs={options.epochs}",
+        "evaluation.iterations=2",
+        f"trainer.precision={precision}",
+    ]
     if options.data_root is not None and experiment in ("paper_wine", "paper_airfoil"):
         overrides.append(f"data.root={Path(options.data_root).resolve()}")
     overrides += options.job_overrides
@@ -227,8 +293,14 @@ def row_paper_job(experiment: str, options: Options, precision: Precision = "32-
         metrics, wall = _train_py(overrides)
     except RuntimeError as err:
         return {"row": name, "precision": precision, "skipped": str(err)}
-    return {"row": name, "precision": precision, "epochs": options.epochs, "steps": metrics["steps"],
-            "train_s": metrics["train_seconds"], "wall_s": wall}
+    return {
+        "row": name,
+        "precision": precision,
+        "epochs": options.epochs,
+        "steps": metrics["steps"],
+        "train_s": metrics["train_seconds"],
+        "wall_s": wall,
+    }
 
 
 @dataclass(frozen=True)
@@ -259,14 +331,24 @@ def _job_row(name: str, precision: Precision) -> Row:
 _JOB_PRECISIONS: tuple[tuple[str, Precision], ...] = (("", "32-true"), ("_bf16", "bf16-mixed"))
 
 ROWS: dict[str, Row] = {
-    **{f"train_{m}": _training_row(f"train: {m} at its defaults (torus, 1000 points, full batch)", model_name=m)
-       for m in MODELS},
-    "train_authors": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10),
-    "train_authors_bf16": lambda o: row_training(_AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10,
-                                                 precision="bf16-mixed"),
-    "train_authors_params": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, model_name="paper", timed_steps=5),
-    "train_authors_params_bf16": lambda o: row_training(_AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, model_name="paper",
-                                                        timed_steps=10, precision="bf16-mixed"),
+    **{f"train_{m}": _training_row(f"train: {m} at its defaults (torus, 1000 points, full batch)", model_name=m) for m in MODELS},
+    "train_authors": lambda o: row_training(
+        _AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10
+    ),
+    "train_authors_bf16": lambda o: row_training(
+        _AUTHORS_ROW, batch_size=200, model_kwargs=AUTHORS, model_name="paper", timed_steps=10, precision="bf16-mixed"
+    ),
+    "train_authors_params": lambda o: row_training(
+        _AUTHORS_PARAMS_ROW, batch_size=200, model_kwargs=AUTHORS_PARAMS, model_name="paper", timed_steps=5
+    ),
+    "train_authors_params_bf16": lambda o: row_training(
+        _AUTHORS_PARAMS_ROW,
+        batch_size=200,
+        model_kwargs=AUTHORS_PARAMS,
+        model_name="paper",
+        timed_steps=10,
+        precision="bf16-mixed",
+    ),
     **{f"job_{name}{suffix}": _job_row(name, precision) for name in ("torus", "wine") for suffix, precision in _JOB_PRECISIONS},
     "lightning_overhead": lambda o: row_lightning_overhead(),
     "sampling": lambda o: row_sampling(),
@@ -275,17 +357,27 @@ ROWS: dict[str, Row] = {
     "digits_ink_bundlenet": lambda o: row_digits("bundlenet", "ink"),
     "quality_short": lambda o: row_quality("time to quality: default run, 500 steps", 500),
     "quality_default": lambda o: row_quality("time to quality: default run, 2000 steps", 2000),
-    **{f"size_{n}": _training_row(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
-       for n in (1_000, 10_000, 100_000, 1_000_000)},
-    **{f"nbhds_{k}": _training_row(f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10)
-       for k in (5, 25, 50, 100)},
+    **{
+        f"size_{n}": _training_row(f"scaling: {n} points", num_train=n, batch_size=1000, timed_steps=10)
+        for n in (1_000, 10_000, 100_000, 1_000_000)
+    },
+    **{f"nbhds_{k}": _training_row(f"scaling: {k} neighbourhoods", num_nbhds=k, timed_steps=10) for k in (5, 25, 50, 100)},
 }
 
 
 def run_row(name: str, threads: int, options: Options = Options()) -> dict[str, Any]:
     """Run one row in a subprocess; add its peak RSS, threads and load average."""
-    cmd = [sys.executable, "-m", "bundlenet.cli.benchmark", "--row", name, "--threads", str(threads),
-           "--epochs", str(options.epochs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bundlenet.cli.benchmark",
+        "--row",
+        name,
+        "--threads",
+        str(threads),
+        "--epochs",
+        str(options.epochs),
+    ]
     if options.data_root is not None:
         cmd += ["--data-root", options.data_root]
     for override in options.job_overrides:
@@ -308,14 +400,29 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), metavar="ROW",
-                        help=f"rows to run (default all): {', '.join(ROWS)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="skip the 10^5 and 10^6 scaling rows, the train.py jobs and the time-to-quality runs")
-    parser.add_argument("--data-root", help="folder of the UCI wine files for the wine jobs (default: data/ of the repository, downloaded when missing)")
+    parser.add_argument(
+        "--rows",
+        nargs="*",
+        default=list(ROWS),
+        choices=list(ROWS),
+        metavar="ROW",
+        help=f"rows to run (default all): {', '.join(ROWS)}",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the 10^5 and 10^6 scaling rows, the train.py jobs and the time-to-quality runs"
+    )
+    parser.add_argument(
+        "--data-root",
+        help="folder of the UCI wine files for the wine jobs (default: data/ of the repository, downloaded when missing)",
+    )
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the train.py jobs at the authors' size")
-    parser.add_argument("--job-override", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra train.py override for the job rows (repeatable), e.g. data.download=false")
+    parser.add_argument(
+        "--job-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra train.py override for the job rows (repeatable), e.g. data.download=false",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row (the reference used 1)")
     parser.add_argument("--output", default="benchmark.json")
     parser.add_argument("--row", help=argparse.SUPPRESS)

@@ -66,11 +66,15 @@ def check_device(device: str) -> str:
     try:
         parsed = torch.device(str(device))
     except (RuntimeError, ValueError, TypeError):
-        raise InputError(f"device={device} is not a torch device; use device=cpu, or cuda / cuda:N on a machine with a GPU") from None
+        raise InputError(
+            f"device={device} is not a torch device; use device=cpu, or cuda / cuda:N on a machine with a GPU"
+        ) from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device={device} but this machine or torch build has no CUDA GPU; use device=cpu")
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise InputError(f"device={device} but there are {torch.cuda.device_count()} CUDA device(s); use cuda:0 ... or device=cpu")
+        raise InputError(
+            f"device={device} but there are {torch.cuda.device_count()} CUDA device(s); use cuda:0 ... or device=cpu"
+        )
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device={device} but MPS is not available here; use device=cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
@@ -109,5 +113,6 @@ def write_output(output: Path, writer: Callable[[Path], None]) -> None:
     try:
         write_with(output, writer)
     except OSError as err:
-        raise InputError(f"cannot write output {output} ({err.strerror or type(err).__name__}); "
-                         f"free space or choose another output=") from None
+        raise InputError(
+            f"cannot write output {output} ({err.strerror or type(err).__name__}); free space or choose another output="
+        ) from None

@@ -49,16 +49,24 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         bundle = bundle_from_data_config(model.data_config)
     else:
         raise InputError(f"checkpoint {ckpt_path} does not record its data; pass data=<name> (one of conf/data)")
-    log.info("evaluating %s on %s: %d iterations, %d global points, %d fibers x %d points",
-             type(model).__name__, type(bundle).__name__, protocol.iterations, protocol.num_global,
-             protocol.num_fibers, protocol.num_points)
+    log.info(
+        "evaluating %s on %s: %d iterations, %d global points, %d fibers x %d points",
+        type(model).__name__,
+        type(bundle).__name__,
+        protocol.iterations,
+        protocol.num_global,
+        protocol.num_fibers,
+        protocol.num_points,
+    )
     result = evaluate_model(model, bundle, protocol)
     payload = {"checkpoint": str(ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
     write_output(output, lambda tmp: write_json(tmp, payload))
     sys.stdout.write(result.table() + "\n")
     ot = protocol.ot_points
     if ot is not None:
-        sys.stdout.write(f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points" + "\n")
+        sys.stdout.write(
+            f"global W1/W2 on the first {ot} of {protocol.num_global} points (exact OT); other metrics on all points" + "\n"
+        )
     sys.stdout.write(f"evaluated in {result.seconds:.1f} s; wrote {output}" + "\n")
     return result
 

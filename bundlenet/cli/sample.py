@@ -57,8 +57,14 @@ def read_base_points(path: str | Path, names: tuple[str, ...]) -> torch.Tensor:
         raise InputError(f"base_points_file {p} has a non-numeric or short row ({err})") from None
 
 
-def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_names: tuple[str, ...], total_names: tuple[str, ...],
-                  supports: tuple[ColumnSupport, ...] | None = None) -> None:
+def write_samples(
+    path: Path,
+    base: torch.Tensor,
+    samples: torch.Tensor,
+    base_names: tuple[str, ...],
+    total_names: tuple[str, ...],
+    supports: tuple[ColumnSupport, ...] | None = None,
+) -> None:
     """Write the sample CSV atomically: ``base [B, d_B]``, ``samples [B, n, d_E]`` (7 significant
     digits; the values of discrete columns and point masses of ``supports`` exactly as in the data)."""
     n = samples.shape[1]
@@ -69,8 +75,12 @@ def write_samples(path: Path, base: torch.Tensor, samples: torch.Tensor, base_na
         with tmp.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow([*base_names, *total_names])
-            writer.writerows([[f"{v:.7g}" for v in b] + [f"{v:.15g}" if e else f"{v:.7g}" for v, e in zip(row, flags)]
-                              for b, row, flags in zip(base_rows, total.tolist(), exact.tolist())])
+            writer.writerows(
+                [
+                    [f"{v:.7g}" for v in b] + [f"{v:.15g}" if e else f"{v:.7g}" for v, e in zip(row, flags)]
+                    for b, row, flags in zip(base_rows, total.tolist(), exact.tolist())
+                ]
+            )
 
     write_output(path, write)
 
@@ -80,8 +90,9 @@ def image_paths(output: Path, count: int) -> list[Path]:
     return [output.with_name(f"{output.stem}_{i}.png") for i in range(count)]
 
 
-def write_image_grids(output: Path, base: torch.Tensor, samples: torch.Tensor, names: tuple[str, ...],
-                      image_shape: tuple[int, int], vmax: float) -> list[Path]:
+def write_image_grids(
+    output: Path, base: torch.Tensor, samples: torch.Tensor, names: tuple[str, ...], image_shape: tuple[int, int], vmax: float
+) -> list[Path]:
     """One PNG grid of the images ``samples [B, n, H·W]`` per base point (display clipped to [0, vmax])."""
     from bundlenet.evaluation.plotting import image_grid, plt, save_figure
 
@@ -109,8 +120,10 @@ def sample(cfg: DictConfig) -> Path:
     model = load_model(ckpt_path, map_location=device)
     image_shape = model.spec.image_shape
     if fmt == "png" and image_shape is None:
-        raise InputError(f"format=png needs a model trained on images (e.g. data=digits); this one was trained on the "
-                         f"columns {', '.join(model.spec.total_names[:6])}...; use format=csv")
+        raise InputError(
+            f"format=png needs a model trained on images (e.g. data=digits); this one was trained on the "
+            f"columns {', '.join(model.spec.total_names[:6])}...; use format=csv"
+        )
     names = model.spec.base_names
     if (cfg.base_points is None) == (cfg.base_points_file is None):
         raise InputError("give exactly one of base_points='[[...]]' or base_points_file=FILE.csv")
@@ -120,7 +133,9 @@ def sample(cfg: DictConfig) -> Path:
             rows = points if isinstance(points, list) and points and isinstance(points[0], list) else [points]
             base = torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32)
         except (TypeError, ValueError):
-            raise InputError(f"base_points must be a list of {len(names)}-number lists ({','.join(names)}), got {points}") from None
+            raise InputError(
+                f"base_points must be a list of {len(names)}-number lists ({','.join(names)}), got {points}"
+            ) from None
     else:
         base = read_base_points(cfg.base_points_file, names)
     units = cfg.get("units", "original")
@@ -132,12 +147,15 @@ def sample(cfg: DictConfig) -> Path:
     fixed = cfg.get("fixed")
     fixed = OmegaConf.to_object(fixed) if OmegaConf.is_config(fixed) else fixed
     if fixed is not None and not isinstance(fixed, dict):
-        raise InputError(f"fixed must be a mapping of total columns to values, e.g. fixed='{{{model.spec.total_names[0]}:1.5}}'; got {fixed!r}")
+        raise InputError(
+            f"fixed must be a mapping of total columns to values, e.g. fixed='{{{model.spec.total_names[0]}:1.5}}'; got {fixed!r}"
+        )
     forward = resolve_forward(cfg.get("forward"), "forward") if cfg.get("forward") else None
     frame = model.sample_frame(base, num, fixed=fixed, seed=seed, refine=cfg.get("refine"), forward=forward, units=units)
     samples = torch.tensor(frame[list(model.spec.total_names)].to_numpy(copy=True)).reshape(base.shape[0], num, -1)
-    write_samples(output, base.cpu(), samples, names, model.spec.total_names,
-                  model.spec.total_support if units == "original" else None)
+    write_samples(
+        output, base.cpu(), samples, names, model.spec.total_names, model.spec.total_support if units == "original" else None
+    )
     log.info("wrote %d samples over %d base point(s) to %s", samples.shape[0] * samples.shape[1], base.shape[0], output)
     if fmt == "png" and image_shape is not None:
         pixels = samples if units == "original" else model.spec.to_original(samples, "total")

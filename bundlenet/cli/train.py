@@ -28,8 +28,17 @@ log = logging.getLogger(__name__)
 
 
 # files of a run that a new run in the same directory would replace or mix with its own
-RUN_OUTPUTS = ("metrics.json", "evaluation.json", "budgets.json", "config.yaml", "fibers.png", "latent.png", "curves.png",
-               "csv/metrics.csv", "csv/hparams.yaml")
+RUN_OUTPUTS = (
+    "metrics.json",
+    "evaluation.json",
+    "budgets.json",
+    "config.yaml",
+    "fibers.png",
+    "latent.png",
+    "curves.png",
+    "csv/metrics.csv",
+    "csv/hparams.yaml",
+)
 _SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + the signal's number, as a shell reports a signalled job
 
 
@@ -62,11 +71,15 @@ def check_train_options(cfg: DictConfig) -> None:
         raise InputError("trainer.max_steps, trainer.max_epochs and trainer.max_time are all unlimited; set trainer.max_steps")
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise InputError(f"trainer.accelerator={accelerator} (trainer=gpu) but this machine or torch build has no CUDA GPU; "
-                         f"use the default trainer (CPU) or trainer.accelerator=cpu")
+        raise InputError(
+            f"trainer.accelerator={accelerator} (trainer=gpu) but this machine or torch build has no CUDA GPU; "
+            f"use the default trainer (CPU) or trainer.accelerator=cpu"
+        )
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
-        raise InputError(f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir")
+        raise InputError(
+            f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir"
+        )
 
 
 def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | None:
@@ -87,16 +100,20 @@ def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | 
     last = checkpoints / "last.ckpt"
     if ckpt_path == "last":
         if not last.is_file():
-            raise InputError(f"ckpt_path=last but {last} does not exist: nothing to resume; check hydra.run.dir "
-                             f"(the run to resume), or leave ckpt_path out to start a new run")
+            raise InputError(
+                f"ckpt_path=last but {last} does not exist: nothing to resume; check hydra.run.dir "
+                f"(the run to resume), or leave ckpt_path out to start a new run"
+            )
         return str(last)
     existing = [p for p in (out / "metrics.json", *sorted(checkpoints.glob("*.ckpt"))) if p.is_file()]
     inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(out.resolve())
     if existing and not inside:
         if not overwrite:
             what = "a finished run" if (out / "metrics.json").is_file() else "an unfinished run"
-            raise InputError(f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
-                             f"resume it with ckpt_path=last, replace it with overwrite=true, or pass another hydra.run.dir")
+            raise InputError(
+                f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
+                f"resume it with ckpt_path=last, replace it with overwrite=true, or pass another hydra.run.dir"
+            )
         for p in [*checkpoints.glob("*.ckpt"), *(out / name for name in RUN_OUTPUTS)]:
             p.unlink(missing_ok=True)
         log.info("overwrite=true: removed the previous run's checkpoints and results in %s", out)
@@ -134,16 +151,24 @@ def _stop_interrupted(cfg: DictConfig, final: FinalCheckpoint, out: Path) -> Non
     """After SIGTERM/SIGINT: one line saying what was saved and how to resume; exit 143/130."""
     signal_name = final.interrupted or "SIGTERM"
     try:
-        task = [a for a in HydraConfig.get().overrides.task
-                if not a.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", "overwrite="))]
+        task = [
+            a
+            for a in HydraConfig.get().overrides.task
+            if not a.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", "overwrite="))
+        ]
     except ValueError:  # not run by Hydra (tests, the Python API)
         task = []
     command = shlex.join(["python", "train.py", *task, "ckpt_path=last", f"hydra.run.dir={out}"])
     if final.saved_step is not None:
-        log.warning("interrupted by %s at step %d; %s holds it: resume with `%s`", signal_name, final.saved_step, final.path, command)
+        log.warning(
+            "interrupted by %s at step %d; %s holds it: resume with `%s`", signal_name, final.saved_step, final.path, command
+        )
     else:
-        log.warning("interrupted by %s before a checkpoint was written: run again with `%s`", signal_name,
-                    command.replace(" ckpt_path=last", "") if not final.path.is_file() else command)
+        log.warning(
+            "interrupted by %s before a checkpoint was written: run again with `%s`",
+            signal_name,
+            command.replace(" ckpt_path=last", "") if not final.path.is_file() else command,
+        )
     sys.exit(_SIGNAL_EXIT.get(signal_name, 1))
 
 

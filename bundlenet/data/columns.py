@@ -70,10 +70,7 @@ def infer_supports(
             # take the values seen, exactly
             supports.append(ColumnSupport(lower, upper, values=tuple(distinct.tolist())))
             continue
-        atoms = tuple(
-            b for b in (lower, upper)
-            if b is not None and float((column == b).double().mean()) >= min_atom_share
-        )
+        atoms = tuple(b for b in (lower, upper) if b is not None and float((column == b).double().mean()) >= min_atom_share)
         supports.append(ColumnSupport(lower, upper, atoms=atoms))
     return tuple(supports)
 

@@ -78,8 +78,10 @@ def read_text(p: Path, option: str = "data.path") -> tuple[str, str, str | None]
     try:
         raw = p.read_bytes()
     except OSError as err:
-        raise InputError(f"cannot read {option} {p} ({err.strerror or type(err).__name__}); "
-                         f"fix its permissions (chmod +r) or copy it somewhere readable") from None
+        raise InputError(
+            f"cannot read {option} {p} ({err.strerror or type(err).__name__}); "
+            f"fix its permissions (chmod +r) or copy it somewhere readable"
+        ) from None
     compression = None
     if raw[:2] == _GZIP_MAGIC:
         try:
@@ -102,8 +104,9 @@ def read_header(text: str, sep: str) -> list[str]:
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
         if name in seen:
-            raise InputError(f"the header names column {name!r} twice (columns {seen[name] + 1} and {i + 1}); "
-                             f"give every column its own name")
+            raise InputError(
+                f"the header names column {name!r} twice (columns {seen[name] + 1} and {i + 1}); give every column its own name"
+            )
         seen[name] = i
     return header
 
@@ -136,8 +139,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"data.path {p} has a header but no data rows")
-    log.info("read %s: %d rows, %d columns, delimiter %r%s", p, frame.shape[0], frame.shape[1], sep,
-             f" ({compression}, {encoding})" if compression or encoding == "latin-1" else "")
+    log.info(
+        "read %s: %d rows, %d columns, delimiter %r%s",
+        p,
+        frame.shape[0],
+        frame.shape[1],
+        sep,
+        f" ({compression}, {encoding})" if compression or encoding == "latin-1" else "",
+    )
     return frame
 
 
@@ -157,7 +166,9 @@ def _has_decimal_commas(frame: pd.DataFrame) -> bool:
     return False
 
 
-def select_columns(frame: pd.DataFrame, base_columns: Sequence[str], total_columns: Sequence[str] | None, source: str) -> tuple[list[str], list[str]]:
+def select_columns(
+    frame: pd.DataFrame, base_columns: Sequence[str], total_columns: Sequence[str] | None, source: str
+) -> tuple[list[str], list[str]]:
     """Check the chosen columns against the header; default total = every other numeric column."""
     header = list(frame.columns)
     if not base_columns:
@@ -176,10 +187,11 @@ def select_columns(frame: pd.DataFrame, base_columns: Sequence[str], total_colum
             log.info("total columns: skipping non-numeric column(s) %s", skipped)
     both = [c for c in total_columns if c in base_columns]
     if both:
-        raise InputError(f"column {both[0]!r} is both a base and a total column; remove it from data.total_columns or data.base_columns")
+        raise InputError(
+            f"column {both[0]!r} is both a base and a total column; remove it from data.total_columns or data.base_columns"
+        )
     if not total_columns:
-        raise InputError(f"{source} has no numeric column besides the base columns {list(base_columns)}; "
-                         f"set data.total_columns")
+        raise InputError(f"{source} has no numeric column besides the base columns {list(base_columns)}; set data.total_columns")
     return list(base_columns), list(total_columns)
 
 
@@ -198,16 +210,20 @@ def numeric_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) ->
         cols = bad.any(axis=0).nonzero()[0]
         col = columns[int(cols[0])]
         row = int(bad[:, int(cols[0])].nonzero()[0][0])
-        raise InputError(f"column {col!r} of {source} is not numeric (line {row + 2}: {raw[col].iloc[row]!r}); "
-                         f"fix the value or leave the column out of data.base_columns/data.total_columns")
+        raise InputError(
+            f"column {col!r} of {source} is not numeric (line {row + 2}: {raw[col].iloc[row]!r}); "
+            f"fix the value or leave the column out of data.base_columns/data.total_columns"
+        )
     values = numeric.astype("float64")
     infinite = np.isinf(values.to_numpy())
     if infinite.any():
         j = int(infinite.any(axis=0).nonzero()[0][0])
         row = int(infinite[:, j].nonzero()[0][0])
-        raise InputError(f"column {columns[j]!r} of {source} has the value {values[columns[j]].iloc[row]:g} on line {row + 2} "
-                         f"(infinite); replace it with a finite number or remove the row "
-                         f"({int(infinite.sum())} infinite cell(s) in the chosen columns)")
+        raise InputError(
+            f"column {columns[j]!r} of {source} has the value {values[columns[j]].iloc[row]:g} on line {row + 2} "
+            f"(infinite); replace it with a finite number or remove the row "
+            f"({int(infinite.sum())} infinite cell(s) in the chosen columns)"
+        )
     return values
 
 
@@ -222,8 +238,10 @@ def drop_missing(values: pd.DataFrame, policy: NanPolicy, source: str) -> pd.Dat
     if policy == "error":
         first = values.iloc[int(missing.nonzero()[0][0])]
         cols = [c for c in values.columns if pd.isna(first[c])]
-        raise InputError(f"{int(missing.sum())} row(s) of {source} have missing values in the chosen columns "
-                         f"(lines {lines}, first in {cols}); fill them in or set data.nan_policy=drop")
+        raise InputError(
+            f"{int(missing.sum())} row(s) of {source} have missing values in the chosen columns "
+            f"(lines {lines}, first in {cols}); fill them in or set data.nan_policy=drop"
+        )
     log.warning("dropping %d row(s) with missing values (lines %s ...)", int(missing.sum()), lines)
     return values[~missing]
 
@@ -253,7 +271,8 @@ def check_extremes(values: pd.DataFrame, policy: ExtremePolicy, source: str) -> 
             raise InputError(
                 f"column {name!r} of {source} has the extreme value {column[worst]:.6g} on line {line} "
                 f"({count} such cell(s); 98% of its rows lie in [{low:.4g}, {high:.4g}]); fix or remove the row, "
-                f"or set data.extreme_values=keep if such values are real")
+                f"or set data.extreme_values=keep if such values are real"
+            )
 
 
 def csv_bundle(

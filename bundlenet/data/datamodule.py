@@ -101,8 +101,10 @@ class BundleDataModule(pl.LightningDataModule):
             raise InputError(f"data.steps_per_epoch must be a positive integer or auto, got {steps_per_epoch!r}")
         for name, value in (("fiber_circles", fiber_circles), ("fiber_span", fiber_span)):
             if value not in (None, "auto") and (not isinstance(value, int) or value < (0 if name == "fiber_circles" else 1)):
-                raise InputError(f"data.{name} must be auto, null (the data set's own) or a "
-                                 f"{'non-negative' if name == 'fiber_circles' else 'positive'} integer; got {value!r}")
+                raise InputError(
+                    f"data.{name} must be auto, null (the data set's own) or a "
+                    f"{'non-negative' if name == 'fiber_circles' else 'positive'} integer; got {value!r}"
+                )
         self.bundle = bundle
         self.num_train = int(num_train)
         self.batch_size = batch_size
@@ -127,30 +129,45 @@ class BundleDataModule(pl.LightningDataModule):
             # stated values the data cannot hold are refused, never capped
             dim = spec.total_dim
             if self.fiber_span not in (None, "auto") and int(self.fiber_span) > dim:
-                raise InputError(f"data.fiber_span={self.fiber_span} exceeds the {dim} total column(s) "
-                                 f"({', '.join(spec.total_names[:6])}): a fiber spreads in at most {dim} direction(s)")
+                raise InputError(
+                    f"data.fiber_span={self.fiber_span} exceeds the {dim} total column(s) "
+                    f"({', '.join(spec.total_names[:6])}): a fiber spreads in at most {dim} direction(s)"
+                )
             if self.fiber_circles not in (None, "auto") and 2 * int(self.fiber_circles) > dim:
-                raise InputError(f"data.fiber_circles={self.fiber_circles} needs {2 * int(self.fiber_circles)} total columns "
-                                 f"(2 per circle), the data has {dim}; use data.fiber_circles <= {dim // 2} (or auto)")
+                raise InputError(
+                    f"data.fiber_circles={self.fiber_circles} needs {2 * int(self.fiber_circles)} total columns "
+                    f"(2 per circle), the data has {dim}; use data.fiber_circles <= {dim // 2} (or auto)"
+                )
             if isinstance(circles, int) and isinstance(span, int) and 2 * circles > span:
-                raise InputError(f"data.fiber_circles={circles} needs data.fiber_span >= {2 * circles} (2 directions "
-                                 f"per circle), got {span}")
+                raise InputError(
+                    f"data.fiber_circles={circles} needs data.fiber_span >= {2 * circles} (2 directions per circle), got {span}"
+                )
             if "auto" in (circles, span):
                 total, base = self.train_tensors()
                 if total.shape[0] < MIN_TOPOLOGY_ROWS:
-                    log.warning("%d training rows are too few to find the fiber's topology: assuming no circles and "
-                                "a fiber in all %d directions (state data.fiber_circles and data.fiber_span to change it)",
-                                total.shape[0], total.shape[1])
+                    log.warning(
+                        "%d training rows are too few to find the fiber's topology: assuming no circles and "
+                        "a fiber in all %d directions (state data.fiber_circles and data.fiber_span to change it)",
+                        total.shape[0],
+                        total.shape[1],
+                    )
                     found_circles, found_span = 0, total.shape[1]
                 else:
                     found = estimate_fiber_topology(total, base, seed=self.seed)
-                    rank_zero_info("fiber topology found from the data: spans %d direction(s), %d circle(s) "
-                                   "(median over %d neighbourhoods)", found.span, found.circles, found.groups)
+                    rank_zero_info(
+                        "fiber topology found from the data: spans %d direction(s), %d circle(s) (median over %d neighbourhoods)",
+                        found.span,
+                        found.circles,
+                        found.groups,
+                    )
                     found_circles, found_span = found.circles, found.span
                 circles = found_circles if circles == "auto" else circles
                 span = found_span if span == "auto" else span
-            self._spec = replace(spec, fiber_circles=spec.fiber_circles if circles is None else int(circles),
-                                 fiber_span=spec.fiber_span if span is None else int(span))
+            self._spec = replace(
+                spec,
+                fiber_circles=spec.fiber_circles if circles is None else int(circles),
+                fiber_span=spec.fiber_span if span is None else int(span),
+            )
         return self._spec
 
     def setup(self, stage: str | None = None) -> None:

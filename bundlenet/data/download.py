@@ -28,8 +28,14 @@ Opener = Callable[..., IO[bytes]]
 _CHUNK = 1 << 16
 
 
-def fetch(url: str, dest: str | Path, validate: Callable[[Path], None] | None = None, timeout: float = 30.0,
-          opener: Opener | None = None, progress: bool = True) -> Path:
+def fetch(
+    url: str,
+    dest: str | Path,
+    validate: Callable[[Path], None] | None = None,
+    timeout: float = 30.0,
+    opener: Opener | None = None,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` atomically; ``validate(tmp)`` may reject the download.
 
     Args:
@@ -59,14 +65,21 @@ def fetch(url: str, dest: str | Path, validate: Callable[[Path], None] | None = 
     except (urllib.error.URLError, OSError, ValueError) as err:
         if isinstance(err, InputError):
             raise
-        raise InputError(f"cannot download {target.name} from {url} ({_reason(err)}); "
-                         f"download it yourself and put it in {target.parent}") from None
+        raise InputError(
+            f"cannot download {target.name} from {url} ({_reason(err)}); download it yourself and put it in {target.parent}"
+        ) from None
     log.info("downloaded %s to %s", url, target)
     return target
 
 
-def ensure_file(folder: str | Path, name: str, url: str, download: bool = True,
-                validate: Callable[[Path], None] | None = None, opener: Opener | None = None) -> Path:
+def ensure_file(
+    folder: str | Path,
+    name: str,
+    url: str,
+    download: bool = True,
+    validate: Callable[[Path], None] | None = None,
+    opener: Opener | None = None,
+) -> Path:
     """The path of ``folder/name``, downloading it from ``url`` first when it is missing.
 
     Raises:
@@ -77,8 +90,10 @@ def ensure_file(folder: str | Path, name: str, url: str, download: bool = True,
     if path.is_file():
         return path
     if not download:
-        raise InputError(f"{name} not found in {path.parent}; download it from {url} and put it in {path.parent} "
-                         f"(or set data.root to a folder that has it)")
+        raise InputError(
+            f"{name} not found in {path.parent}; download it from {url} and put it in {path.parent} "
+            f"(or set data.root to a folder that has it)"
+        )
     log.info("%s not found in %s; downloading %s", name, path.parent, url)
     return fetch(url, path, validate=validate, opener=opener)
 

@@ -69,7 +69,9 @@ class DigitsBundle(TabularBundle):
 
     def __init__(self, base: DigitsBase = "label", **options: Any) -> None:
         if base not in BASE_CHOICES:
-            raise InputError(f"data.base must be one of {', '.join(BASE_CHOICES)} (the digit class, or the total ink), got {base!r}")
+            raise InputError(
+                f"data.base must be one of {', '.join(BASE_CHOICES)} (the digit class, or the total ink), got {base!r}"
+            )
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -105,8 +107,9 @@ class DigitsBundle(TabularBundle):
         ink = self.ink(x, units).unsqueeze(1)
         return ink if units == "original" else self._to_scaled(ink, "base")
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """``ink``: the exact distance of images ``[B, n, 64]`` to the hyperplane Σx = y of each
         ``base [B, 1]``, |Σx − y| / 8 (pixel units, or scaled by the shared scale); ``label``:
         the distance to the nearest image of the class."""
@@ -129,8 +132,7 @@ class DigitsBundle(TabularBundle):
             from sklearn.neighbors import NearestNeighbors
 
             rows = self.train_index.numpy()
-            self._classifier = (NearestNeighbors(n_neighbors=VOTERS + 1).fit(self._pixels[rows] / MAX_PIXEL),
-                                self._labels[rows])
+            self._classifier = (NearestNeighbors(n_neighbors=VOTERS + 1).fit(self._pixels[rows] / MAX_PIXEL), self._labels[rows])
         index, labels = self._classifier
         flat = images.detach().reshape(-1, self.total_dim).clamp(0, MAX_PIXEL).double().cpu().numpy() / MAX_PIXEL
         distance, nearest = index.kneighbors(flat)
@@ -140,8 +142,9 @@ class DigitsBundle(TabularBundle):
         np.add.at(votes, (np.arange(flat.shape[0])[:, None], labels[voters]), 1.0 / VOTERS)
         return torch.from_numpy(votes)
 
-    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
-                     reference: Tensor | None = None) -> dict[str, Tensor]:
+    def fiber_scores(
+        self, total: Tensor, base: Tensor, units: Units = "original", reference: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Image metrics of fibers ``total [B, n, 64]`` drawn over ``base [B, 1]``: ``[B]`` each.
 
         ``confidence``: the classifier's mean top probability; ``accuracy`` (``label``): the

@@ -67,10 +67,22 @@ class TabularDataModule(BundleDataModule):
     ) -> None:
         available = bundle.train_index.numel()
         if num_train is not None and not 2 <= int(num_train) <= available:
-            raise InputError(f"data.num_train={num_train} must be between 2 and the {available} rows of the "
-                             f"training split (or null for all of them)")
-        super().__init__(bundle, available if num_train is None else int(num_train), batch_size, steps_per_epoch,
-                         num_val_fibers, val_fiber_points, seed, num_workers, fiber_circles, fiber_span)
+            raise InputError(
+                f"data.num_train={num_train} must be between 2 and the {available} rows of the "
+                f"training split (or null for all of them)"
+            )
+        super().__init__(
+            bundle,
+            available if num_train is None else int(num_train),
+            batch_size,
+            steps_per_epoch,
+            num_val_fibers,
+            val_fiber_points,
+            seed,
+            num_workers,
+            fiber_circles,
+            fiber_span,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
@@ -115,8 +127,14 @@ def airfoil_data(root: str | Path | None = None, download: bool = True, **option
     return TabularDataModule(airfoil(root, download, **table), **module)
 
 
-def csv_data(path: str | Path, base_columns: Any, total_columns: Any = None, nan_policy: NanPolicy = "error",
-             extreme_values: ExtremePolicy = "error", **options: Any) -> TabularDataModule:
+def csv_data(
+    path: str | Path,
+    base_columns: Any,
+    total_columns: Any = None,
+    nan_policy: NanPolicy = "error",
+    extreme_values: ExtremePolicy = "error",
+    **options: Any,
+) -> TabularDataModule:
     """``data=csv``: :func:`bundlenet.data.csv_table.csv_bundle` in a :class:`TabularDataModule`."""
     table, module = _split(options)
     return TabularDataModule(csv_bundle(path, base_columns, total_columns, nan_policy, extreme_values, **table), **module)

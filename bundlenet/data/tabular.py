@@ -163,12 +163,15 @@ class TabularBundle(Bundle):
         dtype = torch.get_default_dtype()
         total, base = torch.as_tensor(total), torch.as_tensor(base)
         if total.shape[0] != base.shape[0] or total.shape[1] != self.total_dim or base.shape[1] != self.base_dim:
-            raise InputError(f"table shapes {tuple(total.shape)} and {tuple(base.shape)} do not match the columns "
-                             f"{list(self.total_names)} and {list(self.base_names)}")
+            raise InputError(
+                f"table shapes {tuple(total.shape)} and {tuple(base.shape)} do not match the columns "
+                f"{list(self.total_names)} and {list(self.base_names)}"
+            )
         if total.shape[0] < 2:
             raise InputError(f"the table has {total.shape[0]} row(s); a bundle needs at least 2 rows of data")
-        self.total_support = infer_supports(total, self.total_names, bounds, discrete, max_discrete_values,
-                                            min_atom_share, nonnegative)
+        self.total_support = infer_supports(
+            total, self.total_names, bounds, discrete, max_discrete_values, min_atom_share, nonnegative
+        )
         self.total_offset, self.total_scale = column_scaling(total, self.total_names, scaling)
         self.base_offset, self.base_scale = column_scaling(base, self.base_names, scaling)
         self.scaling = scaling
@@ -179,8 +182,10 @@ class TabularBundle(Bundle):
         self.split_seed = int(split_seed)
         self.train_index, self.test_index = split_rows(total.shape[0], train_fraction, split_seed)
         if self.train_index.numel() < 2:
-            raise InputError(f"data.train_fraction={train_fraction} leaves {self.train_index.numel()} training row(s) "
-                             f"of {total.shape[0]}; at least 2 are needed")
+            raise InputError(
+                f"data.train_fraction={train_fraction} leaves {self.train_index.numel()} training row(s) "
+                f"of {total.shape[0]}; at least 2 are needed"
+            )
         if fiber_source not in ("all", "test"):
             raise InputError(f"data.fiber_source must be all or test, got {fiber_source!r}")
         self.fiber_source: str = fiber_source  # "train" in the floor twin (sample_fiber_floor)
@@ -194,11 +199,19 @@ class TabularBundle(Bundle):
             self._index_exact_fibers()
         else:
             if not 1 <= self.fiber_neighbours <= self.source_index.numel():
-                raise InputError(f"data.fiber_neighbours={fiber_neighbours} must be between 1 and the "
-                                 f"{self.source_index.numel()} rows of data.fiber_source={fiber_source}")
+                raise InputError(
+                    f"data.fiber_neighbours={fiber_neighbours} must be between 1 and the "
+                    f"{self.source_index.numel()} rows of data.fiber_source={fiber_source}"
+                )
             self.eligible_rows = self.source_index
-        log.info("table: %d rows (%d train, %d test), %s fibers from %s rows", total.shape[0], self.train_index.numel(),
-                 self.test_index.numel(), self.fiber_rule, fiber_source)
+        log.info(
+            "table: %d rows (%d train, %d test), %s fibers from %s rows",
+            total.shape[0],
+            self.train_index.numel(),
+            self.test_index.numel(),
+            self.fiber_rule,
+            fiber_source,
+        )
 
     @classmethod
     def from_frame(cls, frame: Any, total_names: Sequence[str], base_names: Sequence[str], **options: Any) -> TabularBundle:
@@ -212,10 +225,18 @@ class TabularBundle(Bundle):
     # ----------------------------------------------------------------- structure
     @property
     def spec(self) -> BundleSpec:
-        return BundleSpec(self.base_names, self.total_names, self.fiber_circles,
-                          base_offset=tuple(self.base_offset.tolist()), base_scale=tuple(self.base_scale.tolist()),
-                          total_offset=tuple(self.total_offset.tolist()), total_scale=tuple(self.total_scale.tolist()),
-                          total_support=self.total_support, image_shape=self.image_shape, fiber_span=self.fiber_span)
+        return BundleSpec(
+            self.base_names,
+            self.total_names,
+            self.fiber_circles,
+            base_offset=tuple(self.base_offset.tolist()),
+            base_scale=tuple(self.base_scale.tolist()),
+            total_offset=tuple(self.total_offset.tolist()),
+            total_scale=tuple(self.total_scale.tolist()),
+            total_support=self.total_support,
+            image_shape=self.image_shape,
+            fiber_span=self.fiber_span,
+        )
 
     @property
     def num_rows(self) -> int:
@@ -244,8 +265,10 @@ class TabularBundle(Bundle):
         _, value_of_row, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
         eligible = counts >= self.min_fiber_points
         if not bool(eligible.any()):
-            raise InputError(f"no base value has {self.min_fiber_points} or more rows, so exact fibers are empty; "
-                             f"set data.fibers=nearest or lower data.min_fiber_points")
+            raise InputError(
+                f"no base value has {self.min_fiber_points} or more rows, so exact fibers are empty; "
+                f"set data.fibers=nearest or lower data.min_fiber_points"
+            )
         order = torch.argsort(value_of_row, stable=True)
         self._members = self.source_index[order]  # source rows grouped by value
         self._starts = torch.cumsum(counts, 0) - counts
@@ -256,8 +279,12 @@ class TabularBundle(Bundle):
         self.eligible_rows = self.source_index[eligible[value_of_row]]
         dropped = int((~eligible).sum())
         if dropped:
-            log.info("exact fibers: %d of %d base values have fewer than %d rows and are left out",
-                     dropped, counts.numel(), self.min_fiber_points)
+            log.info(
+                "exact fibers: %d of %d base values have fewer than %d rows and are left out",
+                dropped,
+                counts.numel(),
+                self.min_fiber_points,
+            )
 
     @property
     def fiber_base_points(self) -> Tensor:
@@ -276,7 +303,9 @@ class TabularBundle(Bundle):
         return ((points.double() - offset) / scale).to(points.dtype)
 
     # ----------------------------------------------------------------- Bundle API
-    def sample_total(self, num_samples: int, generator: torch.Generator | None = None, units: Units = "original") -> BundleSamples:
+    def sample_total(
+        self, num_samples: int, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> BundleSamples:
         """Rows drawn uniformly with replacement from the rows that have a fiber (``fiber_source``)."""
         check_units(units)
         pick = torch.randint(self.eligible_rows.numel(), (int(num_samples),), generator=generator)
@@ -285,7 +314,9 @@ class TabularBundle(Bundle):
             return BundleSamples(self.scaled_total[rows], self.scaled_base[rows])
         return BundleSamples(self.total[rows], self.base[rows])
 
-    def sample_fiber(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None, units: Units = "original") -> Tensor:
+    def sample_fiber(
+        self, base: Tensor, num_samples: int, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Empirical fiber points ``[B, num_samples, d_E]`` over ``base [B, d_B]`` (see the module docstring).
 
         Raises:
@@ -301,8 +332,9 @@ class TabularBundle(Bundle):
             rows = self._nearest_fiber_rows(scaled, int(num_samples), generator)
         return self.total[rows] if units == "original" else self.scaled_total[rows]
 
-    def sample_fiber_floor(self, base: Tensor, num_samples: int, generator: torch.Generator | None = None,
-                           units: Units = "original") -> Tensor:
+    def sample_fiber_floor(
+        self, base: Tensor, num_samples: int, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """With held-out fibers (``fiber_source=test``): the same fibers drawn from the training
         rows, real data independent of the held-out rows; base values with fewer than
         ``min_fiber_points`` training rows fall back to the held-out rows. Otherwise
@@ -332,13 +364,14 @@ class TabularBundle(Bundle):
         scaled = self._to_scaled(base, "base") if units == "original" else base
         if self.fiber_rule == "exact":
             value = self._exact_values(scaled)
-            return [self._members[self._starts[v]: self._starts[v] + self._counts[v]] for v in value.tolist()]
+            return [self._members[self._starts[v] : self._starts[v] + self._counts[v]] for v in value.tolist()]
         dist = pairwise_distances(scaled, self.scaled_base[self.source_index])
         nearest = torch.sort(dist, dim=1, stable=True).indices[:, : self.fiber_neighbours]
         return list(self.source_index[nearest])
 
-    def distance_to_fiber(self, total: Tensor, base: Tensor, generator: torch.Generator | None = None,
-                          units: Units = "original") -> Tensor:
+    def distance_to_fiber(
+        self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
+    ) -> Tensor:
         """Distance of ``total [B, n, d_E]`` to the nearest row of the empirical fiber over each of
         ``base [B, d_B]`` (:meth:`fiber_rows`): ``[B, n]``, both in ``units``."""
         table = self.total if check_units(units) == "original" else self.scaled_total
@@ -355,7 +388,7 @@ class TabularBundle(Bundle):
             i = int(bad[0])
             known = ", ".join(str([round(v, 6) for v in p]) for p in self.fiber_base_points.tolist()[:20])
             raise InputError(
-                f"base point {self._to_original(scaled_base[i:i + 1], 'base')[0].tolist()} is not a value of "
+                f"base point {self._to_original(scaled_base[i : i + 1], 'base')[0].tolist()} is not a value of "
                 f"({', '.join(self.base_names)}) with at least {self.min_fiber_points} rows; exact fibers exist over {known}"
             )
         return value
@@ -375,8 +408,9 @@ class TabularBundle(Bundle):
         pick = torch.randint(k, (scaled_base.shape[0], num_samples), generator=generator)
         return candidates[nearest.gather(1, pick)]
 
-    def fiber_scores(self, total: Tensor, base: Tensor, units: Units = "original",
-                     reference: Tensor | None = None) -> dict[str, Tensor]:
+    def fiber_scores(
+        self, total: Tensor, base: Tensor, units: Units = "original", reference: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """How far generated rows ``total [B, n, d_E]`` over ``base [B, d_B]`` are from real ones,
         in scaled units, ``[B]`` each (:class:`~bundlenet.data.judge.TableJudge`, fitted on the
         held-out rows): ``forest_resimulation``, the re-simulation error ‖f(x̂) − y‖ judged by a
@@ -389,8 +423,9 @@ class TabularBundle(Bundle):
         y = self._to_scaled(base, "base") if units == "original" else base
         scores: dict[str, Tensor] = {}
         if self._judge is None and TableJudge.usable(self.test_index.numel()):
-            self._judge = TableJudge(self.scaled_total, self.scaled_total[self.test_index],
-                                     self.scaled_base[self.test_index], seed=self.split_seed)
+            self._judge = TableJudge(
+                self.scaled_total, self.scaled_total[self.test_index], self.scaled_base[self.test_index], seed=self.split_seed
+            )
         if self._judge is not None:
             scores.update(forest_resimulation=self._judge.resimulation(x, y), nearest_row=self._judge.nearest_row(x))
         if self.forward is not None:  # the true map, resolved here: a bundle with a function in it would not pickle

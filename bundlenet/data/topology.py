@@ -127,8 +127,10 @@ def estimate_fiber_topology(
         dims.append(dim if not math.isfinite(intrinsic) else min(dim, max(round(intrinsic), 2 * count, 1)))
         circles.append(count)
     if not dims:
-        raise InputError("no neighbourhood of the base has 10 or more rows to find the fiber's topology; "
-                         "state data.fiber_span and data.fiber_circles")
+        raise InputError(
+            "no neighbourhood of the base has 10 or more rows to find the fiber's topology; "
+            "state data.fiber_span and data.fiber_circles"
+        )
     span = round(statistics.median(dims))
     count = int(min(span // 2, round(statistics.median(circles))))
     return FiberTopology(span, count, len(dims), tuple(dims), tuple(circles))

@@ -43,8 +43,15 @@ def default_data_root() -> Path:
         return _CHECKOUT / "data"
     return Path.home() / ".cache" / "bundlenet"
 
-AIRFOIL_COLUMNS = ("frequency", "angle_of_attack", "chord_length", "free_stream_velocity",
-                   "displacement_thickness", "sound_pressure")
+
+AIRFOIL_COLUMNS = (
+    "frequency",
+    "angle_of_attack",
+    "chord_length",
+    "free_stream_velocity",
+    "displacement_thickness",
+    "sound_pressure",
+)
 
 
 @dataclass(frozen=True)
@@ -86,19 +93,28 @@ def parse_uci(spec: UciFile, path: Path, url: str) -> pd.DataFrame:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{spec.name} is not a valid {spec.name} file ({first}); {fix}") from None
     if frame.shape != (spec.rows, spec.columns):
-        raise InputError(f"{spec.name} has {frame.shape[0]} rows × {frame.shape[1]} columns after parsing, expected "
-                         f"{spec.rows} × {spec.columns}; {fix}")
+        raise InputError(
+            f"{spec.name} has {frame.shape[0]} rows × {frame.shape[1]} columns after parsing, expected "
+            f"{spec.rows} × {spec.columns}; {fix}"
+        )
     numeric = frame.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna().to_numpy().nonzero()
     if bad[0].size:
         row, col = int(bad[0][0]), int(bad[1][0])
-        raise InputError(f"{spec.name} has a non-numeric value {frame.iat[row, col]!r} in column {frame.columns[col]!r} "
-                         f"(data row {row + 1}); {fix}")
+        raise InputError(
+            f"{spec.name} has a non-numeric value {frame.iat[row, col]!r} in column {frame.columns[col]!r} "
+            f"(data row {row + 1}); {fix}"
+        )
     return numeric.astype("float64")
 
 
-def read_uci(spec: UciFile, root: str | Path | None = None, download: bool = True, base_url: str = UCI_BASE_URL,
-             opener: Opener | None = None) -> pd.DataFrame:
+def read_uci(
+    spec: UciFile,
+    root: str | Path | None = None,
+    download: bool = True,
+    base_url: str = UCI_BASE_URL,
+    opener: Opener | None = None,
+) -> pd.DataFrame:
     """The parsed table of ``spec`` from ``root``, downloaded (and checked) first when missing."""
     folder = resolve_root(root)
     url = spec.url(base_url)
@@ -106,8 +122,13 @@ def read_uci(spec: UciFile, root: str | Path | None = None, download: bool = Tru
     return parse_uci(spec, path, url)
 
 
-def wine(root: str | Path | None = None, download: bool = True, base_url: str = UCI_BASE_URL,
-         opener: Opener | None = None, **options: Any) -> TabularBundle:
+def wine(
+    root: str | Path | None = None,
+    download: bool = True,
+    base_url: str = UCI_BASE_URL,
+    opener: Opener | None = None,
+    **options: Any,
+) -> TabularBundle:
     """Wine quality as a bundle: 11 physicochemical columns over (quality, colour 0 red / 1 white).
 
     ``options`` go to :class:`TabularBundle` (defaults: min-max to [0, 10], 80/20 split,
@@ -116,16 +137,23 @@ def wine(root: str | Path | None = None, download: bool = True, base_url: str = 
     red = read_uci(WINE_RED, root, download, base_url, opener)
     white = read_uci(WINE_WHITE, root, download, base_url, opener)
     if list(red.columns) != list(white.columns) or red.columns[-1] != "quality":
-        raise InputError(f"the wine files' headers differ or do not end in 'quality' ({list(red.columns)} vs "
-                         f"{list(white.columns)}); delete them from {resolve_root(root)} to download fresh copies")
+        raise InputError(
+            f"the wine files' headers differ or do not end in 'quality' ({list(red.columns)} vs "
+            f"{list(white.columns)}); delete them from {resolve_root(root)} to download fresh copies"
+        )
     table = pd.concat([red.assign(colour=0.0), white.assign(colour=1.0)], ignore_index=True)
     total_names = [str(c) for c in red.columns[:-1]]
     options = {"fibers": "exact", **options}
     return TabularBundle.from_frame(table, total_names, ["quality", "colour"], **options)
 
 
-def airfoil(root: str | Path | None = None, download: bool = True, base_url: str = UCI_BASE_URL,
-            opener: Opener | None = None, **options: Any) -> TabularBundle:
+def airfoil(
+    root: str | Path | None = None,
+    download: bool = True,
+    base_url: str = UCI_BASE_URL,
+    opener: Opener | None = None,
+    **options: Any,
+) -> TabularBundle:
     """Airfoil self-noise as a bundle: 5 flow/geometry columns over the sound pressure.
 
     ``options`` go to :class:`TabularBundle` (defaults: min-max to [0, 10], 80/20 split, fibers

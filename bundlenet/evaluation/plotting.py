@@ -134,10 +134,14 @@ def plot_fibers(
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", fontsize=9, markerscale=2, ncol=2)
     base_cols, total_cols = ", ".join(base_names), ", ".join(total_names)
-    fig.suptitle(f"Fibers over {num} base points: the true fiber vs the model's samples\n"
-                 f"panel title: the base point ({base_cols}: the base column{'s' if len(base_names) > 1 else ''}); "
-                 f"axes: the total-space columns"
-                 + (f" ({total_cols})" if len(total_names) <= 6 else ""), fontsize=10, x=0.01, ha="left")
+    fig.suptitle(
+        f"Fibers over {num} base points: the true fiber vs the model's samples\n"
+        f"panel title: the base point ({base_cols}: the base column{'s' if len(base_names) > 1 else ''}); "
+        f"axes: the total-space columns" + (f" ({total_cols})" if len(total_names) <= 6 else ""),
+        fontsize=10,
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
     save_figure(fig, path, dpi=110)
 
@@ -151,7 +155,7 @@ def image_grid(ax: Any, images: Tensor, shape: tuple[int, int], columns: int, vm
     canvas = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1), float("nan"))
     for i, image in enumerate(images.detach().cpu().float().clamp(0, vmax).reshape(n, height, width)):
         r, c = divmod(i, columns)
-        canvas[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = image
+        canvas[r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = image
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -198,13 +202,15 @@ def plot_curves(path: str | os.PathLike[str], history: dict[str, list[tuple[int,
         ax.plot(steps, values, marker="." if len(steps) < 30 else None)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
 
-def plot_latent(path: str | os.PathLike[str], latent: Tensor, neighbourhood: Tensor, num_circles: int, max_nbhds: int = 6) -> None:
+def plot_latent(
+    path: str | os.PathLike[str], latent: Tensor, neighbourhood: Tensor, num_circles: int, max_nbhds: int = 6
+) -> None:
     """The encoded fiber latents of training points: each circle pair as a 2-D scatter
     (should be a ring), coloured by neighbourhood (the first ``max_nbhds`` of the cover's
     ``K`` = ``neighbourhood.max() + 1``, said in the title and the colour bar); with no circle,

@@ -106,8 +106,14 @@ class Estimate:
             return cls(mean, None, None)
         if np.ptp(finite) == 0:
             return cls(mean, mean, mean)
-        ci = bootstrap((finite,), np.mean, confidence_level=confidence, n_resamples=2000, method="percentile",
-                       random_state=np.random.default_rng(seed)).confidence_interval
+        ci = bootstrap(
+            (finite,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=2000,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        ).confidence_interval
         return cls(mean, float(ci.low), float(ci.high))
 
     def format(self, digits: int = 4) -> str:
@@ -168,15 +174,26 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "protocol": {**asdict(self.protocol), "w1_w2": "exact OT (POT emd2, numItermax 1e7)",
-                         "mmd": "gaussian kernel, blur 0.5 (geomloss convention)",
-                         "kl": "1-NN estimator (Wang, Kulkarni & Verdu 2009)", "ci": "percentile bootstrap over iterations"},
+            "protocol": {
+                **asdict(self.protocol),
+                "w1_w2": "exact OT (POT emd2, numItermax 1e7)",
+                "mmd": "gaussian kernel, blur 0.5 (geomloss convention)",
+                "kl": "1-NN estimator (Wang, Kulkarni & Verdu 2009)",
+                "ci": "percentile bootstrap over iterations",
+            },
             "global": {name: r.to_dict() for name, r in self.global_metrics.items()},
-            "fiber": ({name: r.to_dict() for name, r in self.fiber_metrics.items()}
-                      if self.fiber_metrics is not None else _NOT_APPLICABLE),
+            "fiber": (
+                {name: r.to_dict() for name, r in self.fiber_metrics.items()}
+                if self.fiber_metrics is not None
+                else _NOT_APPLICABLE
+            ),
             "seconds": round(self.seconds, 1),
-            "iterations": {scope: {who: {m: [None if not math.isfinite(v) else v for v in vs] for m, vs in d.items()}
-                                   for who, d in by.items()} for scope, by in self.iterations.items()},
+            "iterations": {
+                scope: {
+                    who: {m: [None if not math.isfinite(v) else v for v in vs] for m, vs in d.items()} for who, d in by.items()
+                }
+                for scope, by in self.iterations.items()
+            },
         }
 
     def table(self) -> str:
@@ -213,8 +230,9 @@ def _record(store: dict[str, list[float]], metrics: dict[str, Tensor]) -> None:
         store.setdefault(name, []).append(float(torch.nanmean(value.double())))
 
 
-def fiber_shape_metrics(bundle: Bundle, base: Tensor, generated: Tensor, dense: Tensor,
-                        reference: Tensor | None = None) -> dict[str, Tensor]:
+def fiber_shape_metrics(
+    bundle: Bundle, base: Tensor, generated: Tensor, dense: Tensor, reference: Tensor | None = None
+) -> dict[str, Tensor]:
     """Precision and coverage of generated fibers, in scaled units: ``[B]`` each.
 
     * ``precision``: mean distance from each generated point ``generated [B, n, d_E]`` to the
@@ -253,7 +271,12 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     # a model trained on a table of a synthetic bundle's samples (data=csv) is evaluated against
     # the exact bundle in the bundle's own units
     units: Literal["scaled", "original"] = "scaled"
-    if model.spec.source is None and bundle.spec.source is not None and bundle.spec.unscaled and model.spec.same_names(bundle.spec):
+    if (
+        model.spec.source is None
+        and bundle.spec.source is not None
+        and bundle.spec.unscaled
+        and model.spec.same_names(bundle.spec)
+    ):
         units = "original"
         log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
     elif not model.spec.same_columns(bundle.spec):
@@ -265,7 +288,8 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     gen = torch.Generator().manual_seed(protocol.seed)
     model_gen = torch.Generator(device=model.device).manual_seed(protocol.seed + 1)
     values: dict[str, dict[str, dict[str, list[float]]]] = {
-        scope: {"model": {}, "noise_floor": {}} for scope in ("global", "fiber")}
+        scope: {"model": {}, "noise_floor": {}} for scope in ("global", "fiber")
+    }
 
     def scaled(points: Tensor, part: Literal["base", "total"] = "total") -> Tensor:
         points = points.cpu().to(model.dtype)
@@ -293,9 +317,14 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
             dense = scaled(bundle.sample_fiber(base, protocol.coverage_points, gen))
             fake_f = scaled(model.sample_fiber(base, protocol.num_points, generator=model_gen))
             base_s = scaled(base, "base")
-            record("fiber", true_f, fake_f, other_f,
-                   model=fiber_shape_metrics(bundle, base_s, fake_f, dense, true_f),
-                   noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense, true_f))
+            record(
+                "fiber",
+                true_f,
+                fake_f,
+                other_f,
+                model=fiber_shape_metrics(bundle, base_s, fake_f, dense, true_f),
+                noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense, true_f),
+            )
         log.info("evaluation iteration %d/%d done (%.1f s)", it + 1, protocol.iterations, time.perf_counter() - start)
     if not model.conditional:
         del values["fiber"]
@@ -311,6 +340,7 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
 
 def _describe(spec: Any) -> str:
     """A short account of a spec for messages: its columns, source and whether it is scaled."""
+
     def names(columns: Sequence[str]) -> str:
         return ", ".join(columns[:6]) + (f", ... ({len(columns)} columns)" if len(columns) > 6 else "")
 
@@ -326,7 +356,8 @@ def check_finite(samples: Tensor, scope: str) -> None:
     if bool(bad.any()):
         raise BundleNetError(
             f"the model's {scope} samples contain non-finite values ({int(bad.sum())} of {bad.numel()} points), "
-            f"so they are not scored; the model has diverged: retrain it (a lower model.optimizer.lr, or trainer.gradient_clip_val)")
+            f"so they are not scored; the model has diverged: retrain it (a lower model.optimizer.lr, or trainer.gradient_clip_val)"
+        )
 
 
 def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:
@@ -338,8 +369,10 @@ def bundle_from_data_config(data: DictConfig | dict[str, Any]) -> Bundle:
         cause = user_error(err)
         if cause is not None:
             raise cause from None
-        raise InputError(f"cannot build the data of this evaluation ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                         f"pass data=<name> from conf/data") from None
+        raise InputError(
+            f"cannot build the data of this evaluation ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"pass data=<name> from conf/data"
+        ) from None
     bundle = getattr(datamodule, "bundle", datamodule)
     if not isinstance(bundle, Bundle):
         raise InputError(f"the data config builds {type(bundle).__name__}, not a bundle; pass data=<name> from conf/data")

@@ -101,15 +101,17 @@ def find_runs(root: Path) -> list[Run]:
         if not isinstance(config, dict):
             raise InputError(f"{config_path} is not a run's config (a YAML mapping); remove or fix that run directory")
         metrics_path = run_dir / "metrics.json"
-        runs.append(Run(
-            path=run_dir,
-            data=_choice(run_dir, config, "data"),
-            model=_choice(run_dir, config, "model"),
-            evaluation=_read(evaluation_path),
-            metrics=_read(metrics_path) if metrics_path.is_file() else {},
-            overrides=_overrides(run_dir),
-            budgets=_read(run_dir / "budgets.json") if (run_dir / "budgets.json").is_file() else [],
-        ))
+        runs.append(
+            Run(
+                path=run_dir,
+                data=_choice(run_dir, config, "data"),
+                model=_choice(run_dir, config, "model"),
+                evaluation=_read(evaluation_path),
+                metrics=_read(metrics_path) if metrics_path.is_file() else {},
+                overrides=_overrides(run_dir),
+                budgets=_read(run_dir / "budgets.json") if (run_dir / "budgets.json").is_file() else [],
+            )
+        )
     if not runs:
         raise InputError(f"no finished runs under {root}: each run dir needs config.yaml and evaluation.json from train.py")
     return runs
@@ -143,10 +145,16 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
     """One Markdown table of ``scope`` ('fiber' or 'global') metrics over all runs."""
     names = CloudMetrics.names()
     swept = varying(runs)
-    extra = [(n, label, ratio) for n, label, ratio in _EXTRA
-             if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)]
+    extra = [
+        (n, label, ratio)
+        for n, label, ratio in _EXTRA
+        if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)
+    ]
     header = ["data", "model", *swept, *[METRICS[n].label for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|",
+    ]
     # a swept data option (e.g. data.base of digits) makes a data set of its own, with its own floor
     data_keys = [k for k in swept if k.startswith("data.")]
     by_data: dict[tuple[str, ...], list[Run]] = {}
@@ -159,8 +167,22 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
         if applicable:
             floor = applicable[0].evaluation[scope]
             floor_extra = [("1" if ratio else _cell(floor[n]["noise_floor"]) if n in floor else "") for n, _, ratio in extra]
-            lines.append("| " + " | ".join([data, "*noise floor*", *[""] * len(swept), *[_cell(floor[n]["noise_floor"]) for n in names],
-                                            "1", *floor_extra, "", ""]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        data,
+                        "*noise floor*",
+                        *[""] * len(swept),
+                        *[_cell(floor[n]["noise_floor"]) for n in names],
+                        "1",
+                        *floor_extra,
+                        "",
+                        "",
+                    ]
+                )
+                + " |"
+            )
         best = {}
         for n in names:
             means = [r.evaluation[scope][n]["model"]["mean"] for r in applicable]
@@ -173,12 +195,16 @@ def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
             if not isinstance(results, dict):
                 cells = ["n/a (unconditional)"] + [""] * (len(names) + len(extra))
             else:
-                cells = [_cell(results[n]["model"], bold=results[n]["model"]["mean"] == best[n] and len(applicable) > 1) for n in names]
+                cells = [
+                    _cell(results[n]["model"], bold=results[n]["model"]["mean"] == best[n] and len(applicable) > 1) for n in names
+                ]
                 cells.append(_ratio(results["w2"]))
                 for n, _, ratio in extra:
                     cells.append("" if n not in results else _ratio(results[n]) if ratio else _cell(results[n]["model"]))
             where = str(run.path.relative_to(root)) if root is not None and run.path.is_relative_to(root) else str(run.path)
-            lines.append("| " + " | ".join([data, run.model, *[run.overrides.get(k, "") for k in swept], *cells, train, where]) + " |")
+            lines.append(
+                "| " + " | ".join([data, run.model, *[run.overrides.get(k, "") for k in swept], *cells, train, where]) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -251,7 +277,9 @@ def time_curves(runs: list[Run]) -> list[Curve]:
         end_x = statistics.fmean(cast(list[float], seconds)) if end else 0.0
         end = end and (not budgets or end_x > budgets[-1])
         for metric, field_name, _ in TIME_METRICS:
-            columns = [[_value(cast(dict[str, Any], _reached(r, b))["fiber"], metric, field_name) for r in members] for b in budgets]
+            columns = [
+                [_value(cast(dict[str, Any], _reached(r, b))["fiber"], metric, field_name) for r in members] for b in budgets
+            ]
             if end:
                 columns.append([_value(r.metrics.get("fiber"), metric, field_name) for r in members])
             if not columns or any(v is None for column in columns for v in column):
@@ -263,12 +291,27 @@ def time_curves(runs: list[Run]) -> list[Curve]:
                 lows.append(min(values))
                 highs.append(max(values))
                 n = len(values)
-                halves.append(float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan"))
+                halves.append(
+                    float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan")
+                )
             steps = [statistics.fmean([float(cast(dict[str, Any], _reached(r, b))["step"]) for r in members]) for b in budgets]
             if end:
                 steps.append(statistics.fmean([float(r.metrics.get("steps") or 0) for r in members]))
-            curves.append(Curve(data, model, metric, (*budgets, end_x) if end else tuple(budgets), tuple(means), tuple(halves),
-                                len(members), tuple(steps), tuple(lows), tuple(highs), end))
+            curves.append(
+                Curve(
+                    data,
+                    model,
+                    metric,
+                    (*budgets, end_x) if end else tuple(budgets),
+                    tuple(means),
+                    tuple(halves),
+                    len(members),
+                    tuple(steps),
+                    tuple(lows),
+                    tuple(highs),
+                    end,
+                )
+            )
     return curves
 
 
@@ -310,18 +353,34 @@ def plot_time_curves(path: Path, curves: list[Curve]) -> None:
     for j, data in enumerate(datas):
         for i, (metric, _, label) in enumerate(metrics):
             ax = axes[i][j]
-            drawn = sorted((c for c in curves if c.data == data and c.metric == metric), key=lambda c: _order(c.model, MODEL_ORDER))
+            drawn = sorted(
+                (c for c in curves if c.data == data and c.metric == metric), key=lambda c: _order(c.model, MODEL_ORDER)
+            )
             if not drawn:
                 ax.axis("off")
                 continue
             for c in drawn:
                 below = [m - lo for m, lo in zip(c.mean, c.low)] if c.low else None
                 above = [hi - m for m, hi in zip(c.mean, c.high)] if c.high else None
-                ax.errorbar(c.budgets, c.mean, yerr=None if below is None else [below, above], marker="o", capsize=3,
-                            label=c.model, color=colour[c.model])
+                ax.errorbar(
+                    c.budgets,
+                    c.mean,
+                    yerr=None if below is None else [below, above],
+                    marker="o",
+                    capsize=3,
+                    label=c.model,
+                    color=colour[c.model],
+                )
                 if c.end:  # the end of training, before the next budget: a square, no tick
-                    ax.plot(c.budgets[-1:], c.mean[-1:], marker="s", markersize=8, fillstyle="none", linestyle="",
-                            color=colour[c.model])
+                    ax.plot(
+                        c.budgets[-1:],
+                        c.mean[-1:],
+                        marker="s",
+                        markersize=8,
+                        fillstyle="none",
+                        linestyle="",
+                        color=colour[c.model],
+                    )
             ticks = sorted({b for c in drawn for b in (c.budgets[:-1] if c.end else c.budgets)})
             ax.set_xscale("log")
             ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
@@ -335,8 +394,11 @@ def plot_time_curves(path: Path, curves: list[Curve]) -> None:
     handles = [plt.Line2D([], [], color=colour[m], marker="o", label=m) for m in models]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 4), fontsize=8, frameon=False)
     ends = any(c.end for c in curves)
-    fig.suptitle("Fiber quality against training time: mean over seeds; bars: lowest to highest seed"
-                 + ("; squares: the end of training (the runs stopped before the next budget)" if ends else ""), fontsize=9)
+    fig.suptitle(
+        "Fiber quality against training time: mean over seeds; bars: lowest to highest seed"
+        + ("; squares: the end of training (the runs stopped before the next budget)" if ends else ""),
+        fontsize=9,
+    )
     rows = math.ceil(len(models) / 4)
     fig.tight_layout(rect=(0, 0.25 * rows / (2.6 * len(metrics) + 0.6) + 0.02, 1, 1))
     save_figure(fig, path)
@@ -347,8 +409,10 @@ def build_report(root: Path) -> str:
     were evaluated at training-time budgets)."""
     runs = find_runs(root)
     protocol = runs[0].evaluation.get("protocol", {})
-    sizes = (f"{protocol.get('iterations')} iterations; fibers: {protocol.get('num_fibers')} × {protocol.get('num_points')} "
-             f"points; global: {protocol.get('num_global')} points (W1/W2 on the first {protocol.get('global_ot_points') or 'all'})")
+    sizes = (
+        f"{protocol.get('iterations')} iterations; fibers: {protocol.get('num_fibers')} × {protocol.get('num_points')} "
+        f"points; global: {protocol.get('num_global')} points (W1/W2 on the first {protocol.get('global_ot_points') or 'all'})"
+    )
     parts = [
         f"Fiber-wise metrics (mean [95% bootstrap CI] over {sizes}; lower is better, best model in bold; "
         "precision: mean distance from a sample to the true fiber; coverage: mean distance from the true fiber to the "
@@ -364,6 +428,10 @@ def build_report(root: Path) -> str:
     curves = time_curves(runs)
     if curves:
         plot_time_curves(root / "quality_vs_time.png", curves)
-        parts += ["Quality against training time (mean ± 95% t-interval over seeds; figure: quality_vs_time.png):", "",
-                  time_table(curves), ""]
+        parts += [
+            "Quality against training time (mean ± 95% t-interval over seeds; figure: quality_vs_time.png):",
+            "",
+            time_table(curves),
+            "",
+        ]
     return "\n".join(parts)

@@ -30,8 +30,18 @@ log = logging.getLogger(__name__)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 # state older checkpoints lack and their loaders fill in
-_FILLED_IN = ("frames.gradient", "frames.reference", "latent.log_scale", "total_range.low", "total_range.high",
-              "total_range.fitted", "resimulator.weight", "resimulator.phase", "resimulator.coef", "resimulator.fitted")
+_FILLED_IN = (
+    "frames.gradient",
+    "frames.reference",
+    "latent.log_scale",
+    "total_range.low",
+    "total_range.high",
+    "total_range.fitted",
+    "resimulator.weight",
+    "resimulator.phase",
+    "resimulator.coef",
+    "resimulator.fitted",
+)
 REFINE_STEPS = 20  # Gauss–Newton steps of refine=True
 
 
@@ -120,12 +130,18 @@ class EmpiricalBase(nn.Module):
         names = spec.base_names
         original = spec.to_original(base, "base")
         training = spec.to_original(self.points, "base")
-        ranges = ", ".join(f"{n} {lo:.4g} to {hi:.4g}" for n, lo, hi in
-                           zip(names, training.min(0).values.tolist(), training.max(0).values.tolist(), strict=True))
+        ranges = ", ".join(
+            f"{n} {lo:.4g} to {hi:.4g}"
+            for n, lo, hi in zip(names, training.min(0).values.tolist(), training.max(0).values.tolist(), strict=True)
+        )
         for i in far[:5]:
             log.warning(
                 "base point %d (%s) is far from every training base point (nearest: %s; training range: %s): "
-                "its fiber is extrapolated", i, _named(names, original[i]), _named(names, training[nearest[i]]), ranges,
+                "its fiber is extrapolated",
+                i,
+                _named(names, original[i]),
+                _named(names, training[nearest[i]]),
+                ranges,
             )
 
     def draw(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -164,7 +180,12 @@ class BundleModel(pl.LightningModule, ABC):
     metrics: dict[str, Any] | None = None  # set by bundlenet.fit: the run's metrics.json
     fitted: Tensor  # a buffer: whether fit_data has run
 
-    def __init__(self, spec: BundleSpec | dict[str, Any], optimizer: OptimizerFactory | None = None, scheduler: SchedulerFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: BundleSpec | dict[str, Any],
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
         super().__init__()
         self.spec = BundleSpec.coerce(spec)
         self.optimizer_factory = optimizer
@@ -244,7 +265,14 @@ class BundleModel(pl.LightningModule, ABC):
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.no_grad()
-    def sample_fiber(self, base: object, num_samples: int = 200, seed: int | None = None, generator: torch.Generator | None = None, units: Units = "original") -> Tensor:
+    def sample_fiber(
+        self,
+        base: object,
+        num_samples: int = 200,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        units: Units = "original",
+    ) -> Tensor:
         """Sample the fiber over each base point: ``[B, d_B]`` → ``[B, num_samples, d_E]``.
 
         ``units="original"`` (default): base points and samples in the units of the data file;
@@ -252,7 +280,9 @@ class BundleModel(pl.LightningModule, ABC):
         Base points far from all training base points are sampled, with a warning.
         """
         if not self.conditional:
-            raise InputError(f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples")
+            raise InputError(
+                f"{type(self).__name__} is unconditional: it cannot sample the fiber over a base point; use sample(n) for global samples"
+            )
         num_samples = positive_int(num_samples, "num_samples")
         base = self.check_base(base, units)
         self.base_bank.warn_if_far(base, self.spec)
@@ -272,7 +302,14 @@ class BundleModel(pl.LightningModule, ABC):
             self.train(was_training)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, seed: int | None = None, generator: torch.Generator | None = None, return_base: bool = False, units: Units = "original") -> Tensor | tuple[Tensor, Tensor]:
+    def sample(
+        self,
+        num_samples: int,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        return_base: bool = False,
+        units: Units = "original",
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Global samples ``[N, d_E]``, base points drawn from the training base distribution
         (both in ``units``, see :meth:`sample_fiber`)."""
         num_samples = positive_int(num_samples, "num_samples")
@@ -286,9 +323,18 @@ class BundleModel(pl.LightningModule, ABC):
 
     # ----------------------------------------------------------------- inverse design
     @torch.no_grad()
-    def sample_frame(self, base: Any, num_samples: int = 200, *, fixed: dict[str, float] | None = None,
-                     seed: int | None = None, refine: bool | int | None = None, forward: ForwardMap | None = None,
-                     units: Units = "original", steps: int = 300) -> pd.DataFrame:
+    def sample_frame(
+        self,
+        base: Any,
+        num_samples: int = 200,
+        *,
+        fixed: dict[str, float] | None = None,
+        seed: int | None = None,
+        refine: bool | int | None = None,
+        forward: ForwardMap | None = None,
+        units: Units = "original",
+        steps: int = 300,
+    ) -> pd.DataFrame:
         """Fiber samples as a table: the base columns, then the total columns, one row per
         sample (the sample CLI's CSV layout), in ``units`` (default: the data file's).
 
@@ -336,8 +382,14 @@ class BundleModel(pl.LightningModule, ABC):
         flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
         flat = x.reshape(-1, self.spec.total_dim)
         if refine:
-            flat = self.refine(flat, flat_base, forward=forward, steps=REFINE_STEPS if refine is True else int(refine),
-                               units=units, keep=list(columns))
+            flat = self.refine(
+                flat,
+                flat_base,
+                forward=forward,
+                steps=REFINE_STEPS if refine is True else int(refine),
+                units=units,
+                keep=list(columns),
+            )
         if units == "original":  # discrete values and point masses exactly as in the data
             flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
         rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
@@ -358,8 +410,10 @@ class BundleModel(pl.LightningModule, ABC):
         training data."""
         check_units(units)
         if not self.learned_projection and not bool(self.resimulator.fitted):
-            raise InputError(f"this {type(self).__name__} checkpoint has no re-simulation regressor (written before it "
-                             f"existed); retrain it, or pass forward= (the true map)")
+            raise InputError(
+                f"this {type(self).__name__} checkpoint has no re-simulation regressor (written before it "
+                f"existed); retrain it, or pass forward= (the true map)"
+            )
 
         def forward(x: Tensor) -> Tensor:
             scaled = self.spec.to_scaled(x.to(self.dtype), "total") if units == "original" else x.to(self.dtype)
@@ -380,8 +434,16 @@ class BundleModel(pl.LightningModule, ABC):
         x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
         return self.resimulation_map(units)(x)
 
-    def refine(self, total: object, base: object, *, forward: ForwardMap | None = None, steps: int = REFINE_STEPS,
-               units: Units = "original", keep: list[int] | None = None) -> Tensor:
+    def refine(
+        self,
+        total: object,
+        base: object,
+        *,
+        forward: ForwardMap | None = None,
+        steps: int = REFINE_STEPS,
+        units: Units = "original",
+        keep: list[int] | None = None,
+    ) -> Tensor:
         """Points ``total [N, d_E]`` moved onto the fiber of π over ``base [N, d_B]`` (both in
         ``units``) by Gauss–Newton steps normal to the fiber over the continuous columns (not those
         in ``keep``), clipped to the columns' bounds: ``[N, d_E]`` (float64). π is ``forward`` (the
@@ -490,7 +552,9 @@ class BundleModel(pl.LightningModule, ABC):
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
-            raise InputError("no optimizer configured: pass optimizer=functools.partial(torch.optim.Adam, lr=...) (model.optimizer)")
+            raise InputError(
+                "no optimizer configured: pass optimizer=functools.partial(torch.optim.Adam, lr=...) (model.optimizer)"
+            )
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
@@ -515,11 +579,16 @@ class BundleModel(pl.LightningModule, ABC):
             return
         saved = checkpoint.get("bundlenet", {})
         if saved.get("data_hash") not in (None, self.data_hash):
-            raise InputError("the checkpoint was trained on other data (the training rows differ: a changed data file, "
-                             "data option or seed); resume with the same data, or start a new run")
+            raise InputError(
+                "the checkpoint was trained on other data (the training rows differ: a changed data file, "
+                "data option or seed); resume with the same data, or start a new run"
+            )
         old = checkpoint.get("hyper_parameters", {})
-        changed = [f"model.{k}={old[k]!r} in the checkpoint, {v!r} now" for k, v in self.hparams.items()
-                   if k in old and k != "spec" and not callable(v) and old[k] != v]
+        changed = [
+            f"model.{k}={old[k]!r} in the checkpoint, {v!r} now"
+            for k, v in self.hparams.items()
+            if k in old and k != "spec" and not callable(v) and old[k] != v
+        ]
         shapes = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
         # state that a loader fills in when an older checkpoint lacks it (_FILLED_IN)
         mine = {k: tuple(v.shape) for k, v in self.state_dict().items() if k in shapes or not k.endswith(_FILLED_IN)}

@@ -168,9 +168,17 @@ class BundleNet(BundleModel):
             self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
         self.frames.fit(x, y, self.cover, values=self.standardize(total, dequantize=False))
         self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
-        rank_zero_info("cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
-                       "%d fiber and %d normal direction(s) of %d", k, int(sizes.min()), int(sizes.max()),
-                       self.circles, self.span, self.dim - self.span, self.dim)
+        rank_zero_info(
+            "cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
+            "%d fiber and %d normal direction(s) of %d",
+            k,
+            int(sizes.min()),
+            int(sizes.max()),
+            self.circles,
+            self.span,
+            self.dim - self.span,
+            self.dim,
+        )
 
     def auto_nbhds(self, base: Tensor) -> int:
         """About one neighbourhood per ``points_per_nbhd`` training points, at most ``max_nbhds``
@@ -194,8 +202,9 @@ class BundleNet(BundleModel):
         if extra == 0:
             return r, r.new_zeros(r.shape[0])
         noise = self.latent.normal_width * torch.randn(r.shape[0], extra, generator=generator, device=r.device, dtype=r.dtype)
-        log_q = (-0.5 * (noise / self.latent.normal_width) ** 2 - math.log(self.latent.normal_width)
-                 - 0.5 * math.log(2 * math.pi)).sum(1)
+        log_q = (
+            -0.5 * (noise / self.latent.normal_width) ** 2 - math.log(self.latent.normal_width) - 0.5 * math.log(2 * math.pi)
+        ).sum(1)
         return torch.cat([r, noise], dim=1), log_q
 
     def encode(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -320,7 +329,9 @@ class BundleNet(BundleModel):
             latents.append(z)
         base = torch.cat(bases)
         neighbourhood = self.cover.assign(self.base_scaler(base))
-        return Trivialized(self.spec.to_original(base, "base") if units == "original" else base, torch.cat(latents), neighbourhood)
+        return Trivialized(
+            self.spec.to_original(base, "base") if units == "original" else base, torch.cat(latents), neighbourhood
+        )
 
     def project(self, total: object, units: Units = "original") -> Tensor:
         """proj₁∘φ = π̂: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""

@@ -66,7 +66,9 @@ def parse_base(model: BundleModel, base: Any, num_samples: int, generator: torch
     if isinstance(base, pd.DataFrame):
         missing = [n for n in names if n not in base.columns]
         if missing:
-            raise InputError(f"the base DataFrame lacks column(s) {missing}; its columns are {list(base.columns)}, expected {list(names)}")
+            raise InputError(
+                f"the base DataFrame lacks column(s) {missing}; its columns are {list(base.columns)}, expected {list(names)}"
+            )
         return torch.tensor(base[list(names)].to_numpy(dtype="float64", copy=True)), num_samples
     if isinstance(base, Mapping):
         unknown = [k for k in base if k not in names]
@@ -76,7 +78,9 @@ def parse_base(model: BundleModel, base: Any, num_samples: int, generator: torch
             return draw_in_ranges(model, base, num_samples, generator), 1
         missing = [n for n in names if n not in base]
         if missing:
-            raise InputError(f"the base point lacks column(s) {missing}; give every base column {list(names)}, or ranges (lo, hi)")
+            raise InputError(
+                f"the base point lacks column(s) {missing}; give every base column {list(names)}, or ranges (lo, hi)"
+            )
         return torch.tensor([[float(base[n]) for n in names]], dtype=torch.float64), num_samples
     points = torch.as_tensor(base.to_numpy() if hasattr(base, "to_numpy") else base, dtype=torch.float64)
     if points.dim() == 0 or (points.dim() == 1 and len(names) > 1 and points.shape[0] == len(names)):
@@ -91,7 +95,9 @@ def draw_in_ranges(model: BundleModel, ranges: Mapping[str, Any], num: int, gene
     names = model.spec.base_names
     bank = model.spec.to_original(model.base_bank.points.double(), "base").cpu()
     if bank.shape[0] == 0:
-        raise InputError("this model has no training base points; train it (or load a trained checkpoint) before drawing base ranges")
+        raise InputError(
+            "this model has no training base points; train it (or load a trained checkpoint) before drawing base ranges"
+        )
     inside = torch.ones(bank.shape[0], dtype=torch.bool)
     for name, bounds in ranges.items():
         j = names.index(name)
@@ -103,8 +109,10 @@ def draw_in_ranges(model: BundleModel, ranges: Mapping[str, Any], num: int, gene
         else:  # a single value in a mapping of ranges: the nearest training value
             inside &= (bank[:, j] - float(bounds)).abs() <= (bank[:, j] - float(bounds)).abs().min()
         if not bool(inside.any()):
-            raise InputError(f"no training base point has {name} in {bounds!r} (the data's {name} spans "
-                             f"{float(bank[:, j].min()):.6g} to {float(bank[:, j].max()):.6g}); widen the range")
+            raise InputError(
+                f"no training base point has {name} in {bounds!r} (the data's {name} spans "
+                f"{float(bank[:, j].min()):.6g} to {float(bank[:, j].max()):.6g}); widen the range"
+            )
     rows = inside.nonzero().squeeze(1)
     pick = torch.randint(rows.numel(), (int(num),), generator=_cpu(generator))
     return bank[rows[pick]]
@@ -137,16 +145,28 @@ def fixed_columns(model: BundleModel, fixed: Mapping[str, Any]) -> dict[int, flo
             raise InputError(f"fixed {name}={value!r} must be a finite number")
         j = names.index(name)
         if low is not None and high is not None and not float(low[j]) <= v <= float(high[j]):
-            log.warning("fixed %s=%g is outside the training data's %s (%g to %g): its conditional is extrapolated",
-                        name, v, name, float(low[j]), float(high[j]))
+            log.warning(
+                "fixed %s=%g is outside the training data's %s (%g to %g): its conditional is extrapolated",
+                name,
+                v,
+                name,
+                float(low[j]),
+                float(high[j]),
+            )
         out[j] = v
     if len(out) == len(names):
         raise InputError("fixed= fixes every total column; leave at least one column free to sample")
     return out
 
 
-def sample_fixed(model: BundleModel, base: Tensor, num_samples: int, fixed: Mapping[int, float],
-                 generator: torch.Generator | None = None, steps: int = 300) -> Tensor:
+def sample_fixed(
+    model: BundleModel,
+    base: Tensor,
+    num_samples: int,
+    fixed: Mapping[int, float],
+    generator: torch.Generator | None = None,
+    steps: int = 300,
+) -> Tensor:
     """Samples over ``base [B, d_B]`` (scaled units) whose columns ``fixed`` ({index: value in
     original units}) hold their values and whose other columns follow the model's conditional
     (module docstring): ``[B, num_samples, d_E]`` in scaled units."""
@@ -188,7 +208,11 @@ def sample_fixed(model: BundleModel, base: Tensor, num_samples: int, fixed: Mapp
     spread = state.reshape(b, chains, f)
     centred = spread - spread.mean(1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / max(chains - 1, 1)
-    jitter = 1e-6 * torch.eye(f, dtype=cov.dtype, device=cov.device) * cov.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-8)[:, None, None]
+    jitter = (
+        1e-6
+        * torch.eye(f, dtype=cov.dtype, device=cov.device)
+        * cov.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-8)[:, None, None]
+    )
     chol = torch.linalg.cholesky(cov + jitter)  # [B, f, f]
     log_scale = torch.full((b, 1, 1), math.log(2.38**2 / f), dtype=state.dtype, device=state.device)
     burn_in = int(steps) // 2
@@ -207,8 +231,12 @@ def sample_fixed(model: BundleModel, base: Tensor, num_samples: int, fixed: Mapp
             log_scale += (rate - TARGET_ACCEPTANCE).reshape(b, 1, 1) * (2.0 / math.sqrt(step + 1))
         else:
             accepted += rate
-    log.info("fixed-input sampling: %d chains x %d steps; acceptance %.2f after burn-in",
-             b * chains, int(steps), float(accepted.mean()) / max(int(steps) - burn_in, 1))
+    log.info(
+        "fixed-input sampling: %d chains x %d steps; acceptance %.2f after burn-in",
+        b * chains,
+        int(steps),
+        float(accepted.mean()) / max(int(steps) - burn_in, 1),
+    )
     u[:, free] = state
     x = model.unstandardize(u)
     x[:, cols] = target_scaled[:, cols].to(x)
@@ -224,25 +252,30 @@ def differentiable(forward: Callable[[Tensor], Tensor], x: Tensor) -> bool:
     return True
 
 
-def refine(model: BundleModel, x: Tensor, y: Tensor, forward: Callable[[Tensor], Tensor], steps: int,
-           keep: Sequence[int] = ()) -> Tensor:
+def refine(
+    model: BundleModel, x: Tensor, y: Tensor, forward: Callable[[Tensor], Tensor], steps: int, keep: Sequence[int] = ()
+) -> Tensor:
     """Samples ``x [N, d_E]`` moved onto π(x) = ``y [N, d_B]`` (both in original units) by at most
     ``steps`` Gauss–Newton steps over the continuous columns not in ``keep``: ``[N, d_E]``
     (float64). The columns' bounds clip the result."""
     support = model.spec.total_support
-    moving = torch.tensor([j not in keep and (support is None or support[j].values is None) for j in range(model.spec.total_dim)],
-                          device=x.device)
+    moving = torch.tensor(
+        [j not in keep and (support is None or support[j].values is None) for j in range(model.spec.total_dim)], device=x.device
+    )
     if not bool(moving.any()):
         raise InputError("refine has no column to move: every total column is fixed or discrete")
     x = x.detach().to(torch.float64)
     y = y.to(x)
     if differentiable(forward, x):
+
         def masked(v: Tensor) -> Tensor:  # kept columns get no gradient, so steps leave them alone
             return forward(torch.where(moving, v, v.detach()))
 
         moved = project_to_level_set(x, y, masked, steps=steps)
     else:
-        moved = project_to_level_set(x, y, forward, steps=steps, jacobian=lambda v: finite_difference_jacobian(forward, v, moving))
+        moved = project_to_level_set(
+            x, y, forward, steps=steps, jacobian=lambda v: finite_difference_jacobian(forward, v, moving)
+        )
     if support is not None:
         low = torch.tensor([-math.inf if s.lower is None else s.lower for s in support], dtype=x.dtype, device=x.device)
         high = torch.tensor([math.inf if s.upper is None else s.upper for s in support], dtype=x.dtype, device=x.device)

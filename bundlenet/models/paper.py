@@ -161,7 +161,11 @@ class PaperBundleNet(BundleModel):
         nbhd = charts[:, 0]
         base_hat, latent = self.encode(total.repeat_interleave(overlap, dim=0), charts.reshape(-1))
         mine = (nbhd % world == rank).repeat_interleave(overlap)
-        comm = commutativity_error(base_hat[mine], base.repeat_interleave(overlap, dim=0)[mine]) if bool(mine.any()) else base_hat.sum() * 0
+        comm = (
+            commutativity_error(base_hat[mine], base.repeat_interleave(overlap, dim=0)[mine])
+            if bool(mine.any())
+            else base_hat.sum() * 0
+        )
         latent = latent.reshape(total.shape[0], overlap, -1)[:, 0]
 
         groups = group_by(nbhd, self.cover.num_nbhds)

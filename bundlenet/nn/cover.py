@@ -139,12 +139,18 @@ class Cover(nn.Module):
                 keep = (sizes >= min_points).cpu().numpy()
                 if keep.all() or keep.sum() == 0:
                     break
-                centres = KMeans(n_clusters=int(keep.sum()), init=centres[keep], n_init=1, random_state=seed).fit(points).cluster_centers_
+                centres = (
+                    KMeans(n_clusters=int(keep.sum()), init=centres[keep], n_init=1, random_state=seed)
+                    .fit(points)
+                    .cluster_centers_
+                )
         if self.num_nbhds > 1:
             gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
             square = (base.to(self.centres) - self.centres[labels]).pow(2).sum(1)
-            radius = (torch.zeros(self.num_nbhds, dtype=square.dtype, device=square.device).index_add_(0, labels, square)
-                      / sizes.clamp_min(1)).sqrt()
+            radius = (
+                torch.zeros(self.num_nbhds, dtype=square.dtype, device=square.device).index_add_(0, labels, square)
+                / sizes.clamp_min(1)
+            ).sqrt()
             width = torch.minimum(gaps.median(), self.SPREAD_FACTOR * radius[sizes > 0].median())
             self.bandwidth.fill_(float(overlap * width.clamp_min(1e-6)))
         small = (sizes < 2).nonzero().squeeze(1).tolist()

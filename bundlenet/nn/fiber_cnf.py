@@ -84,9 +84,17 @@ class FiberCNF(nn.Module):
 
     likelihood_trained = False  # objective() is the flow-matching regression loss
 
-    def __init__(self, dim: int, context_features: int, hidden_features: int = 128, depth: int = 3,
-                 ode_steps: int = 16, ode_method: str = "midpoint", exact_divergence_max_dim: int = 16,
-                 ot_pairing: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        context_features: int,
+        hidden_features: int = 128,
+        depth: int = 3,
+        ode_steps: int = 16,
+        ode_method: str = "midpoint",
+        exact_divergence_max_dim: int = 16,
+        ot_pairing: bool = True,
+    ) -> None:
         super().__init__()
         if int(ode_steps) < 1:
             raise InputError(f"model.ode_steps must be a positive integer, got {ode_steps}")
@@ -113,8 +121,14 @@ class FiberCNF(nn.Module):
         zero source density)."""
         grid = torch.tensor([1.0, 0.0], dtype=r.dtype, device=r.device)
         z, log_det = self.solver.compute_likelihood(
-            x_1=r, log_p0=lambda x: x.new_zeros(x.shape[0]), step_size=1.0 / self.ode_steps, method=self.ode_method,
-            time_grid=grid, exact_divergence=self.exact_divergence, context=context)
+            x_1=r,
+            log_p0=lambda x: x.new_zeros(x.shape[0]),
+            step_size=1.0 / self.ode_steps,
+            method=self.ode_method,
+            time_grid=grid,
+            exact_divergence=self.exact_divergence,
+            context=context,
+        )
         return z.detach(), log_det.detach()
 
     def inverse(self, z: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,5 +140,6 @@ class FiberCNF(nn.Module):
         """Latents ``z [N, D]`` → local coordinates ``[N, D]`` (the sampling direction)."""
         grid = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
         with torch.no_grad():
-            return self.solver.sample(x_init=z, step_size=1.0 / self.ode_steps, method=self.ode_method,
-                                      time_grid=grid, context=context)
+            return self.solver.sample(
+                x_init=z, step_size=1.0 / self.ode_steps, method=self.ode_method, time_grid=grid, context=context
+            )

@@ -145,8 +145,15 @@ class FiberLatent(nn.Module):
 
     log_scale: Tensor
 
-    def __init__(self, dim: int, circles: int = 0, span: int | None = None, ring_width: float = 0.1,
-                 normal_width: float = 0.05, learn_widths: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        circles: int = 0,
+        span: int | None = None,
+        ring_width: float = 0.1,
+        normal_width: float = 0.05,
+        learn_widths: bool = False,
+    ) -> None:
         super().__init__()
         span = dim if span is None else int(span)
         if not 0 <= 2 * circles <= span <= dim:
@@ -167,7 +174,7 @@ class FiberLatent(nn.Module):
     def widths(self) -> Tensor:
         """The widths of the interval and normal coordinates ``[D − 2·circles]``."""
         base = torch.ones_like(self.log_scale)
-        base[self.span - 2 * self.circles:] = self.normal_width
+        base[self.span - 2 * self.circles :] = self.normal_width
         return base * self.log_scale.exp()
 
     def log_prob(self, z: Tensor) -> Tensor:
@@ -178,11 +185,16 @@ class FiberLatent(nn.Module):
         width = self.widths().to(z)
         return rings + (-0.5 * (z[:, c:] / width) ** 2 - width.log() - 0.5 * math.log(2 * math.pi)).sum(1)
 
-    def sample(self, num: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> Tensor:
+    def sample(
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """``num`` latents ``[num, D]``."""
         z = torch.randn(num, self.dim, generator=generator, device=device, dtype=dtype)
-        z[:, 2 * self.circles:] *= self.widths().detach().to(z)
+        z[:, 2 * self.circles :] *= self.widths().detach().to(z)
         if self.circles:
             radius = math.sqrt(2.0) + self.ring_width * z[:, : self.circles]
             angle = 2 * math.pi * torch.rand(num, self.circles, generator=generator, device=device, dtype=dtype)

@@ -83,8 +83,9 @@ class LocalFrames(nn.Module):
     gradient: Tensor
     reference: Tensor
 
-    def __init__(self, num_nbhds: int, base_dim: int, total_dim: int, span: int, ridge: float = 1e-3,
-                 max_points: int = 20_000) -> None:
+    def __init__(
+        self, num_nbhds: int, base_dim: int, total_dim: int, span: int, ridge: float = 1e-3, max_points: int = 20_000
+    ) -> None:
         super().__init__()
         self.span = max(1, min(int(span), total_dim))
         self.ridge = ridge
@@ -149,9 +150,11 @@ class LocalFrames(nn.Module):
             total = weights.sum(0).clamp_min(1e-12)
             xc = x.unsqueeze(1) - (torch.einsum("ng,nd->gd", weights, x) / total[:, None]).unsqueeze(0)
             yc = y.unsqueeze(1) - (torch.einsum("ng,nb->gb", weights, y) / total[:, None]).unsqueeze(0)
-            return (torch.einsum("ng,ngi,ngj->gij", weights, xc, xc) / total[:, None, None],
-                    torch.einsum("ng,ngi,ngb->gib", weights, xc, yc) / total[:, None, None],
-                    torch.einsum("ng,ngb->gb", weights, yc**2) / total[:, None])
+            return (
+                torch.einsum("ng,ngi,ngj->gij", weights, xc, xc) / total[:, None, None],
+                torch.einsum("ng,ngi,ngb->gib", weights, xc, yc) / total[:, None, None],
+                torch.einsum("ng,ngb->gb", weights, yc**2) / total[:, None],
+            )
 
         cxx, cxy, spread = moments(w)
         gxx, gxy, _ = moments(torch.ones(n, 1, dtype=x.dtype, device=x.device))

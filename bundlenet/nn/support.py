@@ -78,7 +78,10 @@ class SupportTransform(nn.Module):
                 values[j, : v.numel()] = v
                 num_values[j] = v.numel()
                 continue
-            for bound, smooth, atom, missing in ((support.lower, lower, atom_lower, -_INF), (support.upper, upper, atom_upper, _INF)):
+            for bound, smooth, atom, missing in (
+                (support.lower, lower, atom_lower, -_INF),
+                (support.upper, upper, atom_upper, _INF),
+            ):
                 if bound is None:
                     continue
                 target = atom if bound in support.atoms else smooth
@@ -107,7 +110,9 @@ class SupportTransform(nn.Module):
         if not self.active:
             return x
         u = x
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) if dequantize else torch.full_like(x, 0.5)
+        noise = (
+            torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) if dequantize else torch.full_like(x, 0.5)
+        )
         discrete = self.num_values > 0
         if bool(discrete.any()):
             u = torch.where(discrete, self._dequantize(x, noise), u)

@@ -225,11 +225,15 @@ class FiberFlow(nn.Module):
             return PiecewiseRationalQuadraticCouplingTransform(
                 mask,
                 lambda i, o: _ContextSlice(ConditionalMLP(i, o, context_features, hidden_features, depth), context),
-                num_bins=num_bins, tails="linear", tail_bound=tail_bound,
+                num_bins=num_bins,
+                tails="linear",
+                tail_bound=tail_bound,
             )
 
         fiber = torch.arange(span)
-        transforms: list[Transform] = [_BaseConditioned(ConditionalAffine(dim, base_features, hidden_features, depth), base_features)]
+        transforms: list[Transform] = [
+            _BaseConditioned(ConditionalAffine(dim, base_features, hidden_features, depth), base_features)
+        ]
         for i in range(num_blocks):
             if span < dim:
                 normal = (torch.arange(dim) >= span).to(torch.int64)

@@ -18,7 +18,9 @@ class VelocityField(nn.Module):
     def __init__(self, dim: int, context_features: int, hidden_features: int, depth: int) -> None:
         super().__init__()
         if int(depth) < 1:
-            raise InputError(f"the velocity MLP needs at least 1 hidden layer (model.depth of cfm, model.velocity_depth of bundlenet), got {depth}")
+            raise InputError(
+                f"the velocity MLP needs at least 1 hidden layer (model.depth of cfm, model.velocity_depth of bundlenet), got {depth}"
+            )
         layers: list[nn.Module] = [nn.Linear(dim + context_features + 1, hidden_features), nn.SiLU()]
         for _ in range(int(depth) - 1):
             layers += [nn.Linear(hidden_features, hidden_features), nn.SiLU()]

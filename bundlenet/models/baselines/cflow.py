@@ -74,7 +74,7 @@ class ConditionalFlow(BundleModel):
         """log p(u | y): exact for d_E ≥ 2 (no padding); for one column, log p(u, ε | y) − log q(ε)
         for one draw ε ~ N(0, 1), whose exponential is an unbiased estimate of p(u | y): ``[N]``."""
         padded = self._pad(u, generator)
-        eps = padded[:, u.shape[1]:]
+        eps = padded[:, u.shape[1] :]
         return self.joint_log_prob_padded(padded, y) + 0.5 * eps.pow(2).sum(1) + 0.5 * eps.shape[1] * math.log(2 * math.pi)
 
     def joint_log_prob_padded(self, padded: Tensor, y: Tensor) -> Tensor:
@@ -104,4 +104,3 @@ class ConditionalFlow(BundleModel):
         u = torch.randn(base.shape[0], self.features, generator=generator, device=base.device, dtype=base.dtype)
         x, _ = self.flow.inverse(u, self.base_scaler(base))
         return self.unstandardize(x[:, : self.spec.total_dim])
-

@@ -68,8 +68,13 @@ class ConditionalFlowMatching(BundleModel):
         y = self.base_scaler(base)
         x0 = torch.randn(base.shape[0], self.spec.total_dim, generator=generator, device=base.device, dtype=base.dtype)
         solver = ODESolver(velocity_model=Conditioned(self.velocity))
-        x1 = solver.sample(x_init=x0, step_size=1.0 / self.hparams["ode_steps"], method=self.hparams["ode_method"],
-                           time_grid=torch.tensor([0.0, 1.0], dtype=base.dtype), context=y)
+        x1 = solver.sample(
+            x_init=x0,
+            step_size=1.0 / self.hparams["ode_steps"],
+            method=self.hparams["ode_method"],
+            time_grid=torch.tensor([0.0, 1.0], dtype=base.dtype),
+            context=y,
+        )
         return self.unstandardize(x1)
 
     def density_std(self, u: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -82,7 +87,12 @@ class ConditionalFlowMatching(BundleModel):
         grid = torch.tensor([1.0, 0.0], dtype=u.dtype, device=u.device)
         with torch.enable_grad():
             _, log_p = solver.compute_likelihood(
-                x_1=u.detach(), log_p0=lambda x: -0.5 * x.pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi),
-                step_size=1.0 / self.hparams["ode_steps"], method=self.hparams["ode_method"], time_grid=grid,
-                exact_divergence=d <= EXACT_DIVERGENCE_MAX_DIM, context=y)
+                x_1=u.detach(),
+                log_p0=lambda x: -0.5 * x.pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi),
+                step_size=1.0 / self.hparams["ode_steps"],
+                method=self.hparams["ode_method"],
+                time_grid=grid,
+                exact_divergence=d <= EXACT_DIVERGENCE_MAX_DIM,
+                context=y,
+            )
         return log_p.detach()

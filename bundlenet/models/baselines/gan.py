@@ -159,9 +159,13 @@ class GANBaseline(BundleModel):
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
-            raise InputError("no optimizer configured: pass optimizer=functools.partial(torch.optim.Adam, lr=...) (model.optimizer)")
-        optimizers = [self.optimizer_factory(params=self.generator.parameters()),
-                      self.optimizer_factory(params=self.critic.parameters())]
+            raise InputError(
+                "no optimizer configured: pass optimizer=functools.partial(torch.optim.Adam, lr=...) (model.optimizer)"
+            )
+        optimizers = [
+            self.optimizer_factory(params=self.generator.parameters()),
+            self.optimizer_factory(params=self.critic.parameters()),
+        ]
         if self.scheduler_factory is None:
             return optimizers
         total = int(self.trainer.estimated_stepping_batches)
