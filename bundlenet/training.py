@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
+from bundlenet.selection import choose_topology
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     quiet_lightning()
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
+    topology = choose_topology(cfg, datamodule, ckpt_path)
     model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
     model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
     # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
@@ -132,6 +135,8 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     ckpt_step = checkpoint_step(ckpt) if ckpt else None
     steps = trainer.global_step or (ckpt_step or 0)
     metrics: dict[str, Any] = {"train_seconds": round(time.perf_counter() - start, 1), "steps": steps}
+    if topology:
+        metrics["topology"] = [asdict(row) for row in topology]
     if trainer.is_global_zero and evaluate and not cfg.trainer.get("fast_dev_run"):
         metrics.update(final_report(cfg, model, datamodule, out, str(ckpt) if ckpt else None, ckpt_step))
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)

@@ -25,14 +25,15 @@ LAYERS: dict[str, int] = {
     "checkpoint": 5,
     "callbacks": 5,
     "loggers": 5,
-    "training": 6,
-    "cli": 7,
-    "api": 7,
+    "selection": 6,
+    "training": 7,
+    "cli": 8,
+    "api": 8,
     # python -m entry points
-    "benchmark": 8,
-    "evaluate": 8,
-    "report": 8,
-    "sample": 8,
+    "benchmark": 9,
+    "evaluate": 9,
+    "report": 9,
+    "sample": 9,
 }
 
 

@@ -170,6 +170,15 @@ class BundleDataModule(pl.LightningDataModule):
             )
         return self._spec
 
+    def spec_with_topology(self, span: int, circles: int) -> BundleSpec:
+        """:attr:`spec` with another fiber span and circle count."""
+        return replace(self.spec, fiber_span=int(span), fiber_circles=int(circles))
+
+    def set_fiber_topology(self, span: int, circles: int) -> None:
+        """Tell the models this fiber span and circle count from now on (the choice of
+        :func:`bundlenet.selection.choose_topology`, or a resumed checkpoint's)."""
+        self._spec = self.spec_with_topology(span, circles)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return

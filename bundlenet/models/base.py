@@ -173,6 +173,7 @@ class BundleModel(pl.LightningModule, ABC):
 
     conditional: ClassVar[bool] = True
     has_density: ClassVar[bool] = False  # density_std is implemented (log_prob, fixed= of sample_frame)
+    uses_topology: ClassVar[bool] = False  # the latent takes the fiber's span and circles from the spec (bundlenet.selection)
     learned_projection: ClassVar[bool] = False  # the model learns π̂ itself (else a Resimulator is fitted)
     data_config: dict[str, Any] | None = None
     data_hash: str | None = None  # of the training points (fit_data); checkpoints keep it

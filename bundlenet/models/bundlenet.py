@@ -92,6 +92,7 @@ class BundleNet(BundleModel):
     """
 
     has_density = True
+    uses_topology = True
     learned_projection = True
 
     def __init__(
