@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -76,3 +78,28 @@ def test_a_wrong_estimate_of_the_torus_is_corrected_to_one_circle_in_two_directi
     rows = choose_topology(compose("train", ["data=torus"]), module)
     assert rows is not None
     assert (module.spec.fiber_span, module.spec.fiber_circles) == (2, 1)
+
+
+def test_a_table_run_keeps_the_evidence_and_its_checkpoint_the_chosen_topology(tmp_path: Path) -> None:
+    import json
+
+    from bundlenet import fit
+    from bundlenet.checkpoint import load_model
+    from tests.test_api import line_table
+
+    model = fit(
+        line_table(),
+        base="y",
+        run_dir=tmp_path / "run",
+        evaluate=False,
+        max_steps=20,
+        logger="none",
+        overrides=["topology_selection.steps=2"],
+    )
+    assert model.metrics is not None
+    rows = model.metrics["topology"]
+    assert rows[0]["proposed"] and [r["span"] for r in rows] == [1, 2]  # a line in R²: span 1, or 2
+    chosen = next(r for r in rows if r["chosen"])
+    saved = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert saved.spec.fiber_span == chosen["span"]
+    assert json.dumps(rows)  # plain types, as metrics.json holds them
