@@ -122,3 +122,22 @@ def test_check_finite_refuses_exactly_the_non_finite(shape: tuple[int, int, int]
             check_finite(x, "fiber")
     else:
         check_finite(x, "fiber")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 60),
+    columns=st.integers(0, 4),
+    values=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_distinct_rows_are_torch_unique_rows_in_the_same_order(rows: int, columns: int, values: int, seed: int) -> None:
+    from bundlenet.geometry import distinct_rows
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(-values, values, (rows, columns), generator=gen).double() * 0.5  # repeats, negatives, -0.0
+    distinct, index = distinct_rows(x)
+    assert torch.equal(distinct[index], x)
+    if rows and columns:
+        expected, expected_index = torch.unique(x, dim=0, return_inverse=True)
+        assert torch.equal(distinct, expected) and torch.equal(index, expected_index)
