@@ -51,8 +51,6 @@ from bundlenet.provenance import PROVENANCE_FILE
 log = logging.getLogger("bundlenet.evaluation.docs")
 
 
-
-
 @dataclass(frozen=True)
 class Sweep:
     """A directory of runs under the runs root and the commands that make it."""
