@@ -307,3 +307,49 @@ def test_a_typed_table_of_results_is_found(tmp_path: Path) -> None:
         "```text\n| not | a table 1.0 |\n```\n"
     )
     assert numbered_tables(page) == [("Results", "| model | W2 |", 5)]
+
+
+def test_exact_evaluation_benchmark_and_copied_figure(sweeps: Path, tmp_path: Path) -> None:
+    for run, w2 in ((sweeps / "a" / "0", 1.2), (sweeps / "a" / "1", 1.05)):
+        exact = {
+            "fiber": {"w2": {"ratio": w2}, "precision": {"model": {"mean": 0.01}}, "resimulation": {"model": {"mean": 0.006}}}
+        }
+        (run / "exact.json").write_text(json.dumps(exact))
+        (run / "fibers.png").write_bytes(b"png of " + run.name.encode())
+    bench = tmp_path / "elsewhere"
+    bench.mkdir()
+    row = {"name": "train_cfm", "model": "cfm", "parameters": 265731, "s_per_step": 0.0331, "steps_per_s": 30.2}
+    (bench / "benchmark.json").write_text(json.dumps({"rows": [{**row, "threads": 1, "load_1min": 0.8}]}))
+    path = write_manifest(
+        tmp_path, {"bench": {"commands": ["python -m bundlenet.benchmark --output {runs}/bench/benchmark.json"]}}
+    )
+    manifest = yaml.safe_load(path.read_text())
+    manifest["snippets"] = [
+        {"path": "results/exact.md", "kind": "exact", "sweeps": ["a"], "labels": {"a": "robot arm"}},
+        {"path": "results/one.md", "kind": "evaluation", "sweeps": ["a"], "data": ["nowhere"]},
+        {"path": "results/run.md", "kind": "evaluation", "sweeps": ["b"], "models": ["cfm"], "metrics": ["w2"]},
+        {"path": "results/bench.md", "kind": "benchmark", "sweeps": ["bench"], "rows": ["train_cfm"]},
+    ]
+    manifest["figures"] = [{"path": "img/f.png", "kind": "copy", "file": "fibers.png", "sweeps": ["a"], "data": ["torus"]}]
+    path.write_text(yaml.safe_dump(manifest))
+    docs, cmd = tmp_path / "docs", "python -m bundlenet.report --docs --runs multirun/docs"
+    loaded = load_manifest(path)
+    write_outputs(loaded, sweeps, docs, cmd, only=["results/exact.md"], overrides={"a": sweeps / "a"})
+    exact = (docs / "results" / "exact.md").read_text()
+    assert "| robot arm | bundlenet | 1.2 | **0.01** |  | **0.006** |" in exact  # ties: both in bold
+    assert "|  | bundlenet | **1.05** | **0.01** |" in exact
+    with pytest.raises(InputError, match="needs one run, found 0"):
+        write_outputs(loaded, sweeps, docs, cmd, only=["results/one.md"])
+    with pytest.raises(InputError, match="needs one run, found 2"):
+        write_outputs(loaded, sweeps, docs, cmd, only=["results/run.md"])
+    with pytest.raises(InputError, match="a copied figure needs one run, found 2"):
+        write_outputs(loaded, sweeps, docs, cmd, only=["img/f.png"])
+    (sweeps / "b" / "1" / "evaluation.json").unlink()  # an unfinished run is skipped
+    write_outputs(loaded, sweeps, docs, cmd, only=["results/run.md"])
+    run = (docs / "results" / "run.md").read_text()
+    assert "```text\nscope  metric  model mean [95% CI]" in run and "fiber  w2      1.9 [1.71, 2.09]" in run
+    with pytest.raises(InputError, match="pass --run-missing to run sweep bench"):
+        write_outputs(loaded, sweeps, docs, cmd, only=["results/bench.md"])
+    write_outputs(loaded, sweeps, docs, cmd, only=["results/bench.md"], overrides={"bench": bench})
+    text = (docs / "results" / "bench.md").read_text()
+    assert "did not record its commit" in text and "| `train_cfm` | `cfm` | 265,731 | 0.033 | 30.2 | 1 | 0.80 |" in text

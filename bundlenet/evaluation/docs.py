@@ -219,7 +219,7 @@ def exact_table(runs: list[Run], options: dict[str, Any]) -> str:
         path = run.path / file
         if not path.is_file():
             raise InputError(f"{path} not found; run its sweep's evaluate command (or --run-missing on a missing sweep)")
-        sweep = run.path.parent.name
+        sweep = options.get("sweep_of", {}).get(run.path, run.path.parent.name)
         by_label.setdefault(labels.get(sweep, sweep), []).append((run.model, _read(path)["fiber"]))
     head = ["data", "model", *[c[2] for c in EXACT_COLUMNS]]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(EXACT_COLUMNS)) + "|"]
@@ -244,6 +244,7 @@ def exact_table(runs: list[Run], options: dict[str, Any]) -> str:
 def evaluation_rows(runs: list[Run], options: dict[str, Any]) -> str:
     """The rows of one run's evaluation as ``train.py`` prints them (``options['scope']``, default
     ``fiber``; ``options['metrics']`` to choose), in a text block."""
+    runs = _select(runs, options)
     if len(runs) != 1:
         raise InputError(f"an evaluation snippet needs one run, found {len(runs)}: give it a sweep of one train.py run")
     scope = str(options.get("scope", "fiber"))
@@ -383,7 +384,9 @@ def write_outputs(
             )
         for name in missing:
             log.warning("%s: sweep %s not found under %s: its rows are left out", out.path, name, runs_root)
-        runs = [r for n in present for r in find_runs(sweep_dir(runs_root, n, overrides))]
+        by_sweep = {n: find_runs(sweep_dir(runs_root, n, overrides)) for n in present}
+        runs = [r for n in present for r in by_sweep[n]]
+        sweep_of = {r.path: n for n, members in by_sweep.items() for r in members}
         if out.kind in FIGURES:
             _figure(out, runs, target)
             written.append(target)
@@ -391,7 +394,8 @@ def write_outputs(
         sources = "from runs " + runs_provenance([r.path for r in _select(runs, out.options)])
         if missing:
             sources += f"; the sweeps {', '.join(missing)} of `{manifest.path.name}` were not run, so their rows are missing"
-        write_text(target, header(command, sources) + "\n\n" + KINDS[out.kind](runs, out.options) + "\n")
+        table = KINDS[out.kind](runs, {**out.options, "sweep_of": sweep_of})
+        write_text(target, header(command, sources) + "\n\n" + table + "\n")
         written.append(target)
     return written
 
