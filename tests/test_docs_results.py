@@ -353,3 +353,10 @@ def test_exact_evaluation_benchmark_and_copied_figure(sweeps: Path, tmp_path: Pa
     write_outputs(loaded, sweeps, docs, cmd, only=["results/bench.md"], overrides={"bench": bench})
     text = (docs / "results" / "bench.md").read_text()
     assert "did not record its commit" in text and "| `train_cfm` | `cfm` | 265,731 | 0.033 | 30.2 | 1 | 0.80 |" in text
+
+
+def test_a_broken_provenance_record_names_its_file(sweeps: Path, tmp_path: Path) -> None:
+    (sweeps / "a" / "0" / "provenance.json").write_text("{not json")
+    manifest = load_manifest(write_manifest(tmp_path))
+    with pytest.raises(InputError, match=r"cannot read .*a/0/provenance\.json"):
+        write_outputs(manifest, sweeps, tmp_path / "docs", "cmd", only=["results/at_30.md"])

@@ -17,7 +17,6 @@ directory is missing are run first, so one command regenerates everything from n
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 import os
@@ -119,8 +118,8 @@ def runs_provenance(run_dirs: list[Path]) -> str:
     unrecorded = []
     for run in run_dirs:
         path = run / PROVENANCE_FILE
-        record = json.loads(path.read_text()) if path.is_file() else None
-        if not record or not record.get("commit"):
+        record = _read(path) if path.is_file() else None
+        if not isinstance(record, dict) or not record.get("commit"):
             unrecorded.append(run)
         else:
             commits[str(record["commit"])] = commits.get(str(record["commit"]), False) or bool(record.get("dirty"))
@@ -276,7 +275,7 @@ FIGURES = ("quality_vs_time", "copy")
 
 def commands_block(manifest: Manifest, names: tuple[str, ...], runs_label: str) -> str:
     """A bash block of the sweeps' commands, ``{runs}`` written as ``runs_label``."""
-    lines = [c.format(runs=runs_label) for n in names for c in manifest.sweeps[n].commands]
+    lines = [c.replace("{runs}", runs_label) for n in names for c in manifest.sweeps[n].commands]
     return "```bash\n" + "\n".join(lines) + "\n```"
 
 
@@ -315,7 +314,7 @@ def run_sweep(sweep: Sweep, runs_root: Path, cwd: Path) -> None:
     """Run a sweep's commands (``python`` is this interpreter), from ``cwd`` (where ``train.py`` is)."""
     (runs_root / sweep.name).mkdir(parents=True, exist_ok=True)  # benchmark --output needs its folder
     for line in sweep.commands:
-        argv = shlex.split(line.format(runs=runs_root))
+        argv = shlex.split(line.replace("{runs}", str(runs_root)))
         env = dict(os.environ)
         while argv and "=" in argv[0] and argv[0].split("=", 1)[0].isidentifier():  # VAR=value prefixes
             key, _, value = argv.pop(0).partition("=")
