@@ -27,6 +27,7 @@ from bundlenet.evaluation.protocol import Protocol, evaluate_model
 from bundlenet.io import write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
+from bundlenet.provenance import write_provenance
 from bundlenet.selection import choose_topology
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
         lg.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     if trainer.is_global_zero:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_provenance(out)
         log.info("output dir: %s", out)
 
     final = next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None)

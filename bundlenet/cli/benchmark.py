@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 
 from bundlenet.io import write_json
+from bundlenet.provenance import provenance
 
 log = logging.getLogger("bundlenet.cli.benchmark")
 
@@ -390,7 +391,7 @@ def run_row(name: str, threads: int, options: Options = Options()) -> dict[str, 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| row | figures | peak RSS (MB) | threads | load (1 min) |", "|---|---|---|---|---|"]
-    skip = {"row", "peak_rss_mb", "threads", "load_1min"}
+    skip = {"row", "name", "peak_rss_mb", "threads", "load_1min"}
     for r in rows:
         figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k not in skip)
         rss = "" if "skipped" in r else f"{r['peak_rss_mb']:.0f}"
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(args.data_root, args.epochs, tuple(args.job_override))
     if args.row:  # inside the subprocess of one row
         result = ROWS[args.row](options)
-        result.update(peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), load_1min=os.getloadavg()[0])
+        result.update(name=args.row, peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads(), load_1min=os.getloadavg()[0])
         sys.stdout.write(json.dumps(result) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -443,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(run_row(name, args.threads, options))
     table = format_table(rows)
     sys.stdout.write(table + "\n")
-    write_json(args.output, {"rows": rows, "cpu_count": os.cpu_count(), "torch": torch.__version__})
+    write_json(args.output, {"rows": rows, "cpu_count": os.cpu_count(), "torch": torch.__version__, "provenance": provenance()})
     log.info("wrote %s", args.output)
 
 
