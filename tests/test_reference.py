@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 
-from bundlenet.bundles import Torus
 from bundlenet.checkpoint import load_model
-from bundlenet.data.datamodule import BundleDataModule
 from bundlenet.models.base import BundleModel
-from tests.conftest import REPO
+from tests.test_baselines import build, fit
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "reference_samples.npz"
@@ -33,37 +28,19 @@ BASE = torch.tensor([[4.5, 0.0], [0.0, -4.5]])
 SMALL = {
     "bundlenet": ["model.num_nbhds=3", "model.hidden_features=16", "model.num_blocks=2", "model.num_bins=4"],
     "bundlenet_paper": ["model.num_nbhds=3", "model.hidden_features=16", "model.num_blocks=2"],
-    "cflow": ["model.num_blocks=2", "model.hidden_features=16", "model.depth=1"],
-    "cfm": ["model.hidden_features=16", "model.depth=2", "model.ode_steps=4"],
-    "wgan": ["model.hidden_features=16", "model.depth=2"],
-    "cgan_nbhd": ["model.hidden_features=16", "model.depth=2", "model.num_nbhds=3"],
+    "cflow": ["model.hidden_features=16"],
+    "cfm": ["model.hidden_features=16"],
+    "wgan": ["model.hidden_features=16"],
+    "cgan_nbhd": ["model.hidden_features=16", "model.num_nbhds=3"],
 }
 
 
 def train(name: str, root: Path) -> BundleModel:
-    """``model=name`` with small options, trained ``STEPS`` full-batch steps on 200 torus points."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}", *SMALL[name]])
+    """``model=name`` with small options, trained ``STEPS`` full-batch steps on 200 torus points
+    (its last checkpoint in ``root/checkpoints``)."""
+    model, dm = build(name, SMALL[name])
     pl.seed_everything(0, verbose=False)
-    dm = BundleDataModule(Torus(), num_train=200, num_val_fibers=2, val_fiber_points=50, seed=0)
-    dm.setup("fit")
-    model = instantiate(cfg.model, spec=dm.spec)
-    trainer = pl.Trainer(
-        max_epochs=STEPS,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=root,
-    )
-    trainer.fit(model, datamodule=dm)
-    if name == "bundlenet":
-        trainer.save_checkpoint(root / "last.ckpt")
+    fit(model, dm, steps=STEPS, root=root)
     return model
 
 
@@ -94,7 +71,7 @@ def current(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.config.getoption("--regenerate-reference"):
         DATA.mkdir(exist_ok=True)
         np.savez(REFERENCE, **result)
-        OLD_CHECKPOINT.write_bytes((root / "bundlenet" / "last.ckpt").read_bytes())
+        OLD_CHECKPOINT.write_bytes((root / "bundlenet" / "checkpoints" / "last.ckpt").read_bytes())
     return result
 
 
