@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "optim": 1,
     "configs": 1,
     "forward": 1,
+    "ranks": 1,
     "bundles": 2,
     "nn": 3,
     "data": 3,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
 from bundlenet.geometry import pairwise_distances, per_query
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
-rank_zero_warn = rank_zero_only(log.warning)
+first_rank = FirstRankLog(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class Cover(nn.Module):
             self.bandwidth.fill_(float(overlap * width.clamp_min(1e-6)))
         small = (sizes < 2).nonzero().squeeze(1).tolist()
         if small:
-            rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
+            first_rank.warning("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
         return sizes
 
     def assign(self, base: Tensor) -> Tensor:
