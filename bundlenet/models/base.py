@@ -54,7 +54,8 @@ class Trivialized:
 
     Attributes:
         base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (in the units asked for).
-        fiber: ``[N, D − d_B]`` the fiber latent.
+        fiber: ``[N, L]`` the fiber latent: BundleNet's whole latent (L = D, its latent
+            dimension), the authors' model's latent after the base coordinates (L = D − d_B).
         neighbourhood: ``[N]`` the neighbourhood whose chart was used.
     """
 
@@ -399,43 +400,54 @@ class BundleModel(pl.LightningModule, ABC):
         """
         import pandas as pd
 
-        from bundlenet.models.inverse import fixed_columns, parse_base, sample_fixed
+        from bundlenet.models.inverse import parse_base
 
+        self._check_frame_request(num_samples, units)
+        gen = self._generator(seed, None)
+        points, per_point = parse_base(self, base, int(num_samples), gen)
+        x, columns = self._frame_samples(self.check_base(points, units), per_point, fixed, units, gen, steps)
+        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
+        flat = x.reshape(-1, self.spec.total_dim)
+        if refine:
+            newton = REFINE_STEPS if refine is True else int(refine)
+            flat = self.refine(flat, flat_base, forward=forward, steps=newton, units=units, keep=list(columns))
+        if units == "original":  # discrete values and point masses exactly as in the data
+            flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
+        rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
+        return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
+
+    def _check_frame_request(self, num_samples: object, units: Units) -> None:
         if not self.conditional:
             raise InputError(f"{type(self).__name__} is unconditional: it cannot sample over a base point; use sample(n)")
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         check_units(units)
-        gen = self._generator(seed, None)
-        points, per_point = parse_base(self, base, int(num_samples), gen)
-        scaled = self.check_base(points, units)
-        if fixed:
-            columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
-            self.base_bank.warn_if_far(scaled, self.spec)
-            x = sample_fixed(self, scaled, per_point, columns, gen, steps).double()
-            x = self.spec.to_original(x, "total") if units == "original" else x
-            given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
-            for name, value in given.items():  # exactly the given values, in the output's units
-                x[..., self.spec.total_names.index(name)] = float(value)
-        else:
-            columns = {}
-            x = self.sample_fiber(scaled, per_point, generator=gen, units="scaled").double()
-            x = self.spec.to_original(x, "total") if units == "original" else x
-        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
-        flat = x.reshape(-1, self.spec.total_dim)
-        if refine:
-            flat = self.refine(
-                flat,
-                flat_base,
-                forward=forward,
-                steps=REFINE_STEPS if refine is True else int(refine),
-                units=units,
-                keep=list(columns),
-            )
-        if units == "original":  # discrete values and point masses exactly as in the data
-            flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
-        rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
-        return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
+
+    def _frame_samples(
+        self,
+        scaled: Tensor,
+        per_point: int,
+        fixed: dict[str, float] | None,
+        units: Units,
+        generator: torch.Generator | None,
+        steps: int,
+    ) -> tuple[Tensor, dict[int, float]]:
+        """The samples of :meth:`sample_frame` over base points ``scaled [B, d_B]`` (scaled units):
+        ``[B, per_point, d_E]`` (float64, in ``units``; fixed columns exactly as given) and the
+        fixed columns ``{index: value in original units}`` (empty without ``fixed``)."""
+        from bundlenet.models.inverse import fixed_columns, sample_fixed
+
+        if not fixed:
+            x = self.sample_fiber(scaled, per_point, generator=generator, units="scaled").double()
+            return (self.spec.to_original(x, "total") if units == "original" else x), {}
+        columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
+        self.base_bank.warn_if_far(scaled, self.spec)
+        x = sample_fixed(self, scaled, per_point, columns, generator, steps).double()
+        x = self.spec.to_original(x, "total") if units == "original" else x
+        given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
+        for name, value in given.items():  # exactly the given values, in the output's units
+            x[..., self.spec.total_names.index(name)] = float(value)
+        return x, columns
 
     def _fixed_to_original(self, fixed: dict[str, float]) -> dict[str, float]:
         names = self.spec.total_names

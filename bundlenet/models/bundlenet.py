@@ -121,20 +121,9 @@ class BundleNet(BundleModel):
     ) -> None:
         super().__init__(spec, optimizer, scheduler)
         d_e, d_b = self.spec.total_dim, self.spec.base_dim
-        circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
-        if circles < 0:
-            raise InputError(f"model.num_circles must be >= 0, got {circles}")
-        dim = max(d_e, 2 * circles, 2)
-        if fiber_span is None:
-            fiber_span = self.spec.fiber_span if self.spec.fiber_span is not None else d_e - d_b + 2 * circles
-        span = min(max(int(fiber_span), 2 * circles, 1), dim)
-        if num_nbhds is not None and num_nbhds < 1:
-            raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
-        if fiber_context not in ("chart", "none", "base"):
-            raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
-        if fiber_flow not in ("coupling", "cnf"):
-            raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")
-        self.save_options()
+        dim, span, circles, fiber_span = _latent_shape(self.spec, num_circles, fiber_span)
+        _check_options(num_nbhds, fiber_context, fiber_flow)
+        self.save_options()  # with fiber_span resolved from the data
         self.dim, self.span, self.circles = dim, span, circles
         self.cover = Cover(num_nbhds or 1, d_b)
         self.frames = LocalFrames(self.cover.num_nbhds, d_b, d_e, span)
@@ -346,3 +335,26 @@ class BundleNet(BundleModel):
         x, y = self.standardize(total, dequantize=False), self.base_scaler(base)
         z, _, _ = self.encode(x, y, torch.Generator(device=x.device).manual_seed(0))
         return z, self.cover.assign(y), self.circles
+
+
+def _latent_shape(spec: BundleSpec, num_circles: int | None, fiber_span: int | None) -> tuple[int, int, int, int]:
+    """The fiber latent's dimension D, span and circles, and the fiber span resolved from the data
+    (``None``: ``spec.fiber_span``, else d_E − d_B + 2·circles) before it is capped at D."""
+    d_e, d_b = spec.total_dim, spec.base_dim
+    circles = spec.fiber_circles if num_circles is None else int(num_circles)
+    if circles < 0:
+        raise InputError(f"model.num_circles must be >= 0, got {circles}")
+    dim = max(d_e, 2 * circles, 2)
+    if fiber_span is None:
+        fiber_span = spec.fiber_span if spec.fiber_span is not None else d_e - d_b + 2 * circles
+    span = min(max(int(fiber_span), 2 * circles, 1), dim)
+    return dim, span, circles, fiber_span
+
+
+def _check_options(num_nbhds: int | None, fiber_context: str, fiber_flow: str) -> None:
+    if num_nbhds is not None and num_nbhds < 1:
+        raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
+    if fiber_context not in ("chart", "none", "base"):
+        raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
+    if fiber_flow not in ("coupling", "cnf"):
+        raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")

@@ -79,17 +79,8 @@ class PaperBundleNet(BundleModel):
         num_circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
         total_dim = max(d_e, d_b + 2 * num_circles, d_b + 1) if total_dim is None else int(total_dim)
         _check_dims(d_e, d_b, total_dim, num_circles)
-        if num_nbhds < 1:
-            raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
-        if not 1 <= overlap <= num_nbhds:
-            raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
-        if context not in ("centre", "embedding", "both"):
-            raise InputError(f"model.context must be one of centre, embedding, both; got {context!r}")
-        weights = dict(DEFAULT_WEIGHTS)
-        weights.update({str(k): float(v) for k, v in (loss_weights or {}).items()})
-        unknown = set(weights) - set(DEFAULT_WEIGHTS)
-        if unknown:
-            raise InputError(f"unknown model.loss_weights keys {sorted(unknown)}; use {sorted(DEFAULT_WEIGHTS)}")
+        _check_options(num_nbhds, overlap, context)
+        weights = _loss_weights(loss_weights)
         self.save_options(loss_weights=weights)
 
         self.loss_weights = weights
@@ -256,6 +247,25 @@ class PaperBundleNet(BundleModel):
     def project(self, total: object, units: Units = "original") -> Tensor:
         """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""
         return self.trivialize(total, units).base
+
+
+def _check_options(num_nbhds: int, overlap: int, context: str) -> None:
+    if num_nbhds < 1:
+        raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
+    if not 1 <= overlap <= num_nbhds:
+        raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
+    if context not in ("centre", "embedding", "both"):
+        raise InputError(f"model.context must be one of centre, embedding, both; got {context!r}")
+
+
+def _loss_weights(given: dict[str, float] | None) -> dict[str, float]:
+    """The default loss weights with those ``given`` in their place; unknown keys are refused."""
+    weights = dict(DEFAULT_WEIGHTS)
+    weights.update({str(k): float(v) for k, v in (given or {}).items()})
+    unknown = set(weights) - set(DEFAULT_WEIGHTS)
+    if unknown:
+        raise InputError(f"unknown model.loss_weights keys {sorted(unknown)}; use {sorted(DEFAULT_WEIGHTS)}")
+    return weights
 
 
 def _check_dims(d_e: int, d_b: int, total_dim: int, num_circles: int) -> None:
