@@ -89,24 +89,33 @@ def fit(
     out = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="bundlenet-fit-"))
     cfg = compose_fit_config(model, overrides, keywords)
     with _progress(verbose), run_lock(out):
-        path = _table_path(data, out)
-        _assign(cfg, "paths.output_dir", str(out.resolve()))
-        _assign(cfg, "data.path", str(path))
-        _assign(cfg, "data.base_columns", [base] if isinstance(base, str) else [str(c) for c in base])
-        if total is not None:
-            _assign(cfg, "data.total_columns", [total] if isinstance(total, str) else [str(c) for c in total])
-        from bundlenet.training import run_training
-
-        try:
-            trained, metrics = run_training(cfg, evaluate=evaluate)
-        except Exception as err:  # Hydra's instantiate wraps the one-line errors: raise the error itself
-            cause = user_error(err)
-            if cause is None or cause is err:
-                raise
-            raise cause from None
+        _assign_table(cfg, out, _table_path(data, out), base, total)
+        trained, metrics = _train(cfg, evaluate)
     trained.run_dir = out
     trained.metrics = metrics
     return trained.eval()
+
+
+def _assign_table(cfg: DictConfig, out: Path, path: Path, base: str | Sequence[str], total: str | Sequence[str] | None) -> None:
+    """Point the config at the run directory and at the table's file and columns."""
+    _assign(cfg, "paths.output_dir", str(out.resolve()))
+    _assign(cfg, "data.path", str(path))
+    _assign(cfg, "data.base_columns", [base] if isinstance(base, str) else [str(c) for c in base])
+    if total is not None:
+        _assign(cfg, "data.total_columns", [total] if isinstance(total, str) else [str(c) for c in total])
+
+
+def _train(cfg: DictConfig, evaluate: bool) -> tuple[BundleModel, dict[str, Any]]:
+    """:func:`bundlenet.training.run_training`, raising a user's error itself (not Hydra's wrapper)."""
+    from bundlenet.training import run_training
+
+    try:
+        return run_training(cfg, evaluate=evaluate)
+    except Exception as err:  # Hydra's instantiate wraps the one-line errors: raise the error itself
+        cause = user_error(err)
+        if cause is None or cause is err:
+            raise
+        raise cause from None
 
 
 def compose_fit_config(model: str, overrides: Sequence[str], keywords: Mapping[str, Any]) -> DictConfig:

@@ -85,33 +85,9 @@ def run_lock(directory: str | os.PathLike[str], break_lock: bool = False) -> Ite
         finally:
             _HELD[path] = max(_HELD.get(path, 1) - 1, 1)
         return
-    host = socket.gethostname()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid, owner = _lock_owner(path)
-                if owner not in (None, host) and not break_lock:
-                    raise InputError(
-                        f"run directory {directory} is locked by process {pid} on host {owner}; wait for "
-                        f"that job, or pass break_lock=true if it is gone, or another hydra.run.dir"
-                    ) from None
-                if owner in (None, host) and pid > 0 and _alive(pid):
-                    raise InputError(
-                        f"run directory {directory} is in use by process {pid} (another train.py); "
-                        f"wait for it, or pass another hydra.run.dir"
-                    ) from None
-                path.unlink(missing_ok=True)  # stale: its process is gone (or break_lock)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {host}\n")
-            break
-        else:
-            raise InputError(
-                f"run directory {directory}: another job took its lock at the same moment; pass another hydra.run.dir"
-            )
+        _acquire(path, directory, break_lock)
     except OSError as err:
         raise InputError(
             f"cannot write the run directory {directory} ({err.strerror or type(err).__name__}); pass a writable hydra.run.dir"
@@ -122,6 +98,33 @@ def run_lock(directory: str | os.PathLike[str], break_lock: bool = False) -> Ite
         yield
     finally:
         _release(path, os.getpid())
+
+
+def _acquire(path: Path, directory: str | os.PathLike[str], break_lock: bool) -> None:
+    """Create the lock file ``path`` holding ``<pid> <host>``, taking over a stale one (its
+    process gone, or ``break_lock``); a lock in use is an :class:`InputError`."""
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid, owner = _lock_owner(path)
+            if owner not in (None, host) and not break_lock:
+                raise InputError(
+                    f"run directory {directory} is locked by process {pid} on host {owner}; wait for "
+                    f"that job, or pass break_lock=true if it is gone, or another hydra.run.dir"
+                ) from None
+            if owner in (None, host) and pid > 0 and _alive(pid):
+                raise InputError(
+                    f"run directory {directory} is in use by process {pid} (another train.py); "
+                    f"wait for it, or pass another hydra.run.dir"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone (or break_lock)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {host}\n")
+        return
+    raise InputError(f"run directory {directory}: another job took its lock at the same moment; pass another hydra.run.dir")
 
 
 def _lock_owner(path: Path) -> tuple[int, str | None]:

@@ -42,8 +42,9 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch.utils.data import DataLoader, TensorDataset
 
 from bundlenet.data.datamodule import BundleDataModule
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
+first_rank = FirstRankLog(__name__)  # every rank of a data-parallel run checks alike; one reports
 
 MIN_SELECTION_ROWS = 100  # fewer training rows cannot score candidates: the estimate is kept
 SHORT_RUN_FACTOR = 5  # a run of fewer than this many candidates' steps (a try-out) keeps the estimate
@@ -107,7 +108,7 @@ def choose_topology(cfg: DictConfig, datamodule: Any, ckpt_path: str | None = No
         return None
     run_steps = int(cfg.trainer.get("max_steps") or -1)
     if 0 < run_steps < SHORT_RUN_FACTOR * steps:
-        log.info(
+        first_rank.info(
             "fiber topology: the estimate is kept unchecked in a run of %d steps (checked from %d: "
             "topology_selection.steps=%d per candidate)",
             run_steps,
@@ -120,7 +121,7 @@ def choose_topology(cfg: DictConfig, datamodule: Any, ckpt_path: str | None = No
         return None
     result = _rows(scored, estimate, chosen)
     datamodule.set_fiber_topology(*chosen)
-    log.info(
+    first_rank.info(
         "fiber topology chosen by held-out log-likelihood (%d steps per candidate, %d held-out rows): %s",
         steps,
         held_out,

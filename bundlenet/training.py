@@ -28,7 +28,7 @@ from bundlenet.io import write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
 from bundlenet.provenance import write_provenance
-from bundlenet.selection import choose_topology
+from bundlenet.selection import TopologyScore, choose_topology
 
 log = logging.getLogger(__name__)
 
@@ -71,68 +71,25 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     """
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    ckpt_path = ckpt_path if ckpt_path is not None else cfg.get("ckpt_path")
-    if ckpt_path == "last":
-        ckpt_path = str(out / "checkpoints" / "last.ckpt")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise InputError(
-            f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir"
-        )
+    ckpt_path = _resume_path(cfg, out, ckpt_path)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
-
     os.environ.setdefault("WANDB_SILENT", "true")  # no banners or prompts; we log where the run is
     quiet_lightning()
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("fit")
-    topology = choose_topology(cfg, datamodule, ckpt_path)
-    model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
-    model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
-    # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
-    model.fit_data(*datamodule.train_tensors())
+    datamodule, model, topology = _build(cfg, ckpt_path)
     _check_model_class(model, ckpt_path)
-    callbacks = instantiate_list(cfg.get("callbacks"))
-    extra: dict[str, Any] = {}
-    if cfg.trainer.get("enable_progress_bar") is False or not sys.stdout.isatty():
-        # Lightning refuses a bar callback with the bar off; a log file gets plain lines instead of bar frames
-        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-        extra["enable_progress_bar"] = False
-        if not cfg.trainer.get("fast_dev_run"):
-            callbacks.append(PlainProgress())
+    callbacks, extra = _progress_callbacks(cfg, instantiate_list(cfg.get("callbacks")))
     loggers = instantiate_list(cfg.get("logger"))
     if ckpt_path is not None:
         _carry_csv_history(loggers, checkpoint_step(ckpt_path))
-    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
-        # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
-        log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
-        extra["gradient_clip_val"] = None
-    if cfg.trainer.get("check_val_every_n_epoch") is not None and isinstance(cfg.trainer.get("val_check_interval"), int):
-        # validation counted in epochs: an integer step interval would have to fit inside one epoch
-        extra["val_check_interval"] = None
+    extra.update(_trainer_overrides(cfg, model))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
-    for lg in trainer.loggers:
-        lg.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
-    if trainer.is_global_zero:
-        write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_provenance(out)
-        log.info("output dir: %s", out)
-
-    final = next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None)
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    except SystemExit:  # Lightning's exit after a SIGINT, or its SIGTERM exception (exit code 0)
-        if final is not None and final.interrupted:
-            raise TrainingInterrupted(final) from None
-        raise
-    if final is not None and final.interrupted:
-        raise TrainingInterrupted(final)
+    _record_config(trainer, cfg, out)
+    _fit(trainer, model, datamodule, ckpt_path, next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None))
     ckpt = final_checkpoint(trainer)
-    # the checkpoints are written: the evaluation runs without the gradients and optimizer state
-    model.zero_grad(set_to_none=True)
-    for optimizer in trainer.optimizers:
-        optimizer.state.clear()
+    _drop_training_state(model, trainer)
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
     ckpt_step = checkpoint_step(ckpt) if ckpt else None
     steps = trainer.global_step or (ckpt_step or 0)
@@ -145,22 +102,113 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
         if history is not None:
             plot_curves(out / "curves.png", history.history)
         publish(trainer, metrics, out)
-        for lg in trainer.loggers:
-            if isinstance(lg, WandbLogger):
-                run_dir = Path(lg.experiment.dir).parent
-                lg.experiment.finish()
-                log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, run_dir)
+        _finish_wandb(trainer)
         metrics["checkpoint"] = str(ckpt)
         metrics["checkpoint_step"] = ckpt_step
-        budgets = evaluate_budgets(cfg, datamodule, out, metrics)
-        if budgets:
-            write_json(out / "budgets.json", budgets)
-        write_json(out / "metrics.json", metrics)
-        fiber = metrics["fiber"]
-        if isinstance(fiber, dict):
-            log.info("%s", fiber_summary(fiber))
-        log.info("checkpoint: %s", ckpt)
+        _write_metrics(cfg, datamodule, out, metrics)
     return model, metrics
+
+
+def _build(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, BundleModel, list[TopologyScore] | None]:
+    """The datamodule (set up, its fiber topology checked: :func:`~bundlenet.selection.choose_topology`)
+    and the model of the config, fitted to the training data; the topology check's evidence."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    topology = choose_topology(cfg, datamodule, ckpt_path)
+    model = hydra.utils.instantiate(cfg.model, spec=datamodule.spec)
+    model.data_config = OmegaConf.to_container(cfg.data, resolve=True)  # lets evaluate rebuild the true bundle
+    # data-dependent state (scalers, cover) before anything is written: bad data costs one line, no files
+    model.fit_data(*datamodule.train_tensors())
+    return datamodule, model, topology
+
+
+def _record_config(trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
+    """The resolved config to the loggers and (first process) to ``config.yaml``."""
+    for lg in trainer.loggers:
+        lg.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    if trainer.is_global_zero:
+        write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_provenance(out)
+        log.info("output dir: %s", out)
+
+
+def _write_metrics(cfg: DictConfig, datamodule: Any, out: Path, metrics: dict[str, Any]) -> None:
+    """The time budgets' evaluations (``budgets.json``, where the config has them), ``metrics.json``
+    and the summary lines."""
+    budgets = evaluate_budgets(cfg, datamodule, out, metrics)
+    if budgets:
+        write_json(out / "budgets.json", budgets)
+    write_json(out / "metrics.json", metrics)
+    fiber = metrics["fiber"]
+    if isinstance(fiber, dict):
+        log.info("%s", fiber_summary(fiber))
+    log.info("checkpoint: %s", metrics["checkpoint"])
+
+
+def _resume_path(cfg: DictConfig, out: Path, ckpt_path: str | None) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, else the config's; ``last`` is the run
+    directory's ``checkpoints/last.ckpt``; a missing file is an :class:`InputError`."""
+    ckpt_path = ckpt_path if ckpt_path is not None else cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt_path = str(out / "checkpoints" / "last.ckpt")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise InputError(
+            f"ckpt_path={ckpt_path} not found; give a checkpoint file, or ckpt_path=last with the run's hydra.run.dir"
+        )
+    return ckpt_path
+
+
+def _progress_callbacks(cfg: DictConfig, callbacks: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The callbacks and trainer options for progress: without a terminal (or with the bar off)
+    plain progress lines instead of the bar."""
+    extra: dict[str, Any] = {}
+    if cfg.trainer.get("enable_progress_bar") is False or not sys.stdout.isatty():
+        # Lightning refuses a bar callback with the bar off; a log file gets plain lines instead of bar frames
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+        extra["enable_progress_bar"] = False
+        if not cfg.trainer.get("fast_dev_run"):
+            callbacks.append(PlainProgress())
+    return callbacks, extra
+
+
+def _trainer_overrides(cfg: DictConfig, model: BundleModel) -> dict[str, Any]:
+    """Trainer options the config's trainer cannot take with this model."""
+    extra: dict[str, Any] = {}
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
+        # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
+        log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
+        extra["gradient_clip_val"] = None
+    if cfg.trainer.get("check_val_every_n_epoch") is not None and isinstance(cfg.trainer.get("val_check_interval"), int):
+        # validation counted in epochs: an integer step interval would have to fit inside one epoch
+        extra["val_check_interval"] = None
+    return extra
+
+
+def _fit(trainer: pl.Trainer, model: BundleModel, datamodule: Any, ckpt_path: str | None, final: FinalCheckpoint | None) -> None:
+    """``trainer.fit``; :class:`TrainingInterrupted` when SIGTERM or SIGINT stopped it."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:  # Lightning's exit after a SIGINT, or its SIGTERM exception (exit code 0)
+        if final is not None and final.interrupted:
+            raise TrainingInterrupted(final) from None
+        raise
+    if final is not None and final.interrupted:
+        raise TrainingInterrupted(final)
+
+
+def _drop_training_state(model: BundleModel, trainer: pl.Trainer) -> None:
+    """The checkpoints are written: the evaluation runs without the gradients and optimizer state."""
+    model.zero_grad(set_to_none=True)
+    for optimizer in trainer.optimizers:
+        optimizer.state.clear()
+
+
+def _finish_wandb(trainer: pl.Trainer) -> None:
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger):
+            run_dir = Path(lg.experiment.dir).parent
+            lg.experiment.finish()
+            log.info("wandb offline run in %s; upload it with `wandb sync %s`", lg.save_dir, run_dir)
 
 
 def _check_model_class(model: Any, ckpt_path: str | None) -> None:

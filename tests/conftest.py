@@ -15,6 +15,16 @@ os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regenerate-reference",
+        action="store_true",
+        help="write tests/data/reference_samples.npz and the old checkpoint from the current code (tests/test_reference.py)",
+    )
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -75,9 +75,9 @@ def test_distance_to_true_fiber_is_zero_on_the_fiber() -> None:
     torus = Torus()
     base = torus.sample_total(8, torch.Generator().manual_seed(5)).base
     fibers = torus.sample_fiber(base, 30, torch.Generator().manual_seed(6))
-    d = torus.distance_to_fiber_circle(fibers, base.unsqueeze(1))
+    d = torus.distance_to_fiber(fibers, base)
     assert float(d.max()) < 1e-4
-    assert float(torus.distance_to_fiber_circle(fibers + torch.tensor([0.0, 0.0, 1.0]), base.unsqueeze(1)).mean()) > 0.3
+    assert float(torus.distance_to_fiber(fibers + torch.tensor([0.0, 0.0, 1.0]), base).mean()) > 0.3
 
 
 def test_wrong_base_dimension_is_rejected() -> None:

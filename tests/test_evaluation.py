@@ -17,11 +17,13 @@ from torch import Tensor
 from bundlenet.bundles import GrowingArc, MoebiusBand, RobotArm, Torus
 from bundlenet.bundles.base import Bundle
 from bundlenet.errors import InputError
-from bundlenet.evaluation.protocol import FIBER_METRICS, METRICS, Estimate, Evaluation, Protocol, evaluate_model
+from bundlenet.evaluation.protocol import METRICS, Estimate, Evaluation, Protocol, evaluate_model
 from bundlenet.models.base import BundleModel
 from tests.conftest import REPO
 
 SMALL = Protocol(iterations=3, num_global=800, global_ot_points=300, num_fibers=5, num_points=100, seed=3)
+
+FIBER_METRICS = (*METRICS, "precision", "coverage", "resimulation")  # resimulation where the bundle knows its map
 
 
 class OracleModel(BundleModel):

@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "optim": 1,
     "configs": 1,
     "forward": 1,
+    "ranks": 1,
     "provenance": 2,
     "bundles": 2,
     "nn": 3,

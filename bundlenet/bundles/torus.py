@@ -81,12 +81,6 @@ class Torus(Bundle):
         off_plane = -total[..., 0] * phi.sin() + total[..., 1] * phi.cos()
         return radial, total[..., 2], off_plane
 
-    def distance_to_fiber_circle(self, total: Tensor, base: Tensor) -> Tensor:
-        """Euclidean distance of points ``total [..., 3]`` to the full fiber circle over ``base [..., 2]``."""
-        radial, height, off_plane = self.fiber_plane(total, base)
-        in_plane = torch.sqrt(radial**2 + height**2) - self.minor_radius
-        return torch.sqrt(off_plane**2 + in_plane**2)
-
     def distance_to_fiber(
         self, total: Tensor, base: Tensor, generator: torch.Generator | None = None, units: Units = "original"
     ) -> Tensor:

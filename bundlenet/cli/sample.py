@@ -125,31 +125,14 @@ def sample(cfg: DictConfig) -> Path:
             f"columns {', '.join(model.spec.total_names[:6])}...; use format=csv"
         )
     names = model.spec.base_names
-    if (cfg.base_points is None) == (cfg.base_points_file is None):
-        raise InputError("give exactly one of base_points='[[...]]' or base_points_file=FILE.csv")
-    if cfg.base_points is not None:
-        points: Any = OmegaConf.to_object(cfg.base_points) if OmegaConf.is_config(cfg.base_points) else cfg.base_points
-        try:
-            rows = points if isinstance(points, list) and points and isinstance(points[0], list) else [points]
-            base = torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32)
-        except (TypeError, ValueError):
-            raise InputError(
-                f"base_points must be a list of {len(names)}-number lists ({','.join(names)}), got {points}"
-            ) from None
-    else:
-        base = read_base_points(cfg.base_points_file, names)
+    base = _given_base_points(cfg, names)
     units = cfg.get("units", "original")
     base = check_points(base, len(names), "base point", names)
     if fmt == "png" and not cfg.overwrite:
         existing = [p for p in image_paths(output, base.shape[0]) if p.exists()]
         if existing:
             raise InputError(f"image {existing[0]} exists; choose another output= or pass overwrite=true")
-    fixed = cfg.get("fixed")
-    fixed = OmegaConf.to_object(fixed) if OmegaConf.is_config(fixed) else fixed
-    if fixed is not None and not isinstance(fixed, dict):
-        raise InputError(
-            f"fixed must be a mapping of total columns to values, e.g. fixed='{{{model.spec.total_names[0]}:1.5}}'; got {fixed!r}"
-        )
+    fixed = _fixed_option(cfg, model.spec.total_names)
     forward = resolve_forward(cfg.get("forward"), "forward") if cfg.get("forward") else None
     frame = model.sample_frame(base, num, fixed=fixed, seed=seed, refine=cfg.get("refine"), forward=forward, units=units)
     samples = torch.tensor(frame[list(model.spec.total_names)].to_numpy(copy=True)).reshape(base.shape[0], num, -1)
@@ -163,6 +146,31 @@ def sample(cfg: DictConfig) -> Path:
         paths = write_image_grids(output, base.cpu(), pixels.cpu(), names, image_shape, vmax)
         log.info("wrote %d image grid(s): %s ... %s", len(paths), paths[0], paths[-1])
     return output
+
+
+def _given_base_points(cfg: DictConfig, names: tuple[str, ...]) -> torch.Tensor:
+    """The base points of ``base_points='[[...]]'`` or ``base_points_file=FILE.csv`` (exactly one)."""
+    if (cfg.base_points is None) == (cfg.base_points_file is None):
+        raise InputError("give exactly one of base_points='[[...]]' or base_points_file=FILE.csv")
+    if cfg.base_points is None:
+        return read_base_points(cfg.base_points_file, names)
+    points: Any = OmegaConf.to_object(cfg.base_points) if OmegaConf.is_config(cfg.base_points) else cfg.base_points
+    try:
+        rows = points if isinstance(points, list) and points and isinstance(points[0], list) else [points]
+        return torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"base_points must be a list of {len(names)}-number lists ({','.join(names)}), got {points}") from None
+
+
+def _fixed_option(cfg: DictConfig, total_names: tuple[str, ...]) -> dict[str, float] | None:
+    """``fixed={column: value}``, or ``None``."""
+    fixed = cfg.get("fixed")
+    fixed = OmegaConf.to_object(fixed) if OmegaConf.is_config(fixed) else fixed
+    if fixed is not None and not isinstance(fixed, dict):
+        raise InputError(
+            f"fixed must be a mapping of total columns to values, e.g. fixed='{{{total_names[0]}:1.5}}'; got {fixed!r}"
+        )
+    return fixed
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sample")

@@ -46,15 +46,7 @@ def infer_supports(
     unknown = sorted(set(bounds) - set(names))
     if unknown:
         raise InputError(f"data.bounds names {unknown}, which are not total columns; the total columns are {list(names)}")
-    if isinstance(discrete, str):
-        if discrete != "auto":
-            raise InputError(f"data.discrete must be auto or a list of columns, got {discrete!r}")
-        stated: set[str] | None = None
-    else:
-        stated = {str(c) for c in discrete}
-        missing = sorted(stated - set(names))
-        if missing:
-            raise InputError(f"data.discrete names {missing}, which are not total columns; the total columns are {list(names)}")
+    stated = _stated_discrete(discrete, names)
     values = values.double()
     supports = []
     for j, name in enumerate(names):
@@ -73,6 +65,19 @@ def infer_supports(
         atoms = tuple(b for b in (lower, upper) if b is not None and float((column == b).double().mean()) >= min_atom_share)
         supports.append(ColumnSupport(lower, upper, atoms=atoms))
     return tuple(supports)
+
+
+def _stated_discrete(discrete: str | Sequence[str], names: Sequence[str]) -> set[str] | None:
+    """The discrete columns of ``data.discrete`` (``None`` for ``auto``: found from the data)."""
+    if isinstance(discrete, str):
+        if discrete != "auto":
+            raise InputError(f"data.discrete must be auto or a list of columns, got {discrete!r}")
+        return None
+    stated = {str(c) for c in discrete}
+    missing = sorted(stated - set(names))
+    if missing:
+        raise InputError(f"data.discrete names {missing}, which are not total columns; the total columns are {list(names)}")
+    return stated
 
 
 def _bounds(name: str, column: Tensor, stated: Any, nonnegative: bool) -> tuple[float | None, float | None]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
@@ -17,9 +16,10 @@ from bundlenet.bundles.base import Bundle, BundleSpec
 from bundlenet.data.topology import MIN_TOPOLOGY_ROWS, estimate_fiber_topology
 from bundlenet.errors import InputError
 from bundlenet.geometry import wasserstein
+from bundlenet.ranks import FirstRankLog
 
 log = logging.getLogger(__name__)
-rank_zero_info = rank_zero_only(log.info)
+first_rank = FirstRankLog(__name__)
 
 
 class _Rows(Dataset):
@@ -154,7 +154,7 @@ class BundleDataModule(pl.LightningDataModule):
                     found_circles, found_span = 0, total.shape[1]
                 else:
                     found = estimate_fiber_topology(total, base, seed=self.seed)
-                    rank_zero_info(
+                    first_rank.info(
                         "fiber topology found from the data: spans %d direction(s), %d circle(s) (median over %d neighbourhoods)",
                         found.span,
                         found.circles,
@@ -189,7 +189,7 @@ class BundleDataModule(pl.LightningDataModule):
         fibers = self.bundle.sample_fiber(val_base, self.val_fiber_points, gen)
         floor = wasserstein(fibers, self.bundle.sample_fiber(val_base, self.val_fiber_points, gen))
         self.val = (val_base, fibers, floor, val_base.unsqueeze(1).expand(-1, fibers.shape[1], -1))
-        rank_zero_info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
+        first_rank.info("data: %d training points; validation W2 noise floor %.4f", self.num_train, float(floor.mean()))
 
     def batching(self) -> tuple[int, int]:
         """``(batch size, steps per epoch)`` with ``auto`` resolved for the training set."""

@@ -160,8 +160,24 @@ class TabularBundle(Bundle):
         self.forward = None if forward is None else str(forward)
         if self.forward is not None:
             resolve_forward(self.forward, "data.forward")  # a bad name costs one line now, not after training
-        dtype = torch.get_default_dtype()
         total, base = torch.as_tensor(total), torch.as_tensor(base)
+        self._check_shapes(total, base)
+        self.total_support = infer_supports(
+            total, self.total_names, bounds, discrete, max_discrete_values, min_atom_share, nonnegative
+        )
+        self._set_columns(total, base, scaling)
+        self._set_split(total.shape[0], train_fraction, split_seed, fiber_source)
+        self._set_fibers(fibers, fiber_neighbours, min_fiber_points, max_exact_values)
+        log.info(
+            "table: %d rows (%d train, %d test), %s fibers from %s rows",
+            total.shape[0],
+            self.train_index.numel(),
+            self.test_index.numel(),
+            self.fiber_rule,
+            fiber_source,
+        )
+
+    def _check_shapes(self, total: Tensor, base: Tensor) -> None:
         if total.shape[0] != base.shape[0] or total.shape[1] != self.total_dim or base.shape[1] != self.base_dim:
             raise InputError(
                 f"table shapes {tuple(total.shape)} and {tuple(base.shape)} do not match the columns "
@@ -169,9 +185,10 @@ class TabularBundle(Bundle):
             )
         if total.shape[0] < 2:
             raise InputError(f"the table has {total.shape[0]} row(s); a bundle needs at least 2 rows of data")
-        self.total_support = infer_supports(
-            total, self.total_names, bounds, discrete, max_discrete_values, min_atom_share, nonnegative
-        )
+
+    def _set_columns(self, total: Tensor, base: Tensor, scaling: Scaling) -> None:
+        """The columns' scalings and the table in original and scaled units (default dtype)."""
+        dtype = torch.get_default_dtype()
         self.total_offset, self.total_scale = column_scaling(total, self.total_names, scaling)
         self.base_offset, self.base_scale = column_scaling(base, self.base_names, scaling)
         self.scaling = scaling
@@ -179,19 +196,25 @@ class TabularBundle(Bundle):
         self.base = base.to(dtype)
         self.scaled_total = ((total.double() - self.total_offset) / self.total_scale).to(dtype)
         self.scaled_base = ((base.double() - self.base_offset) / self.base_scale).to(dtype)
+
+    def _set_split(self, rows: int, train_fraction: float, split_seed: int, fiber_source: FiberSource) -> None:
+        """The train/test split of the ``rows`` and the rows the fibers are drawn from."""
         self.split_seed = int(split_seed)
-        self.train_index, self.test_index = split_rows(total.shape[0], train_fraction, split_seed)
+        self.train_index, self.test_index = split_rows(rows, train_fraction, split_seed)
         if self.train_index.numel() < 2:
             raise InputError(
                 f"data.train_fraction={train_fraction} leaves {self.train_index.numel()} training row(s) "
-                f"of {total.shape[0]}; at least 2 are needed"
+                f"of {rows}; at least 2 are needed"
             )
         if fiber_source not in ("all", "test"):
             raise InputError(f"data.fiber_source must be all or test, got {fiber_source!r}")
         self.fiber_source: str = fiber_source  # "train" in the floor twin (sample_fiber_floor)
-        self.source_index = torch.arange(total.shape[0]) if fiber_source == "all" else self.test_index
+        self.source_index = torch.arange(rows) if fiber_source == "all" else self.test_index
         if self.source_index.numel() == 0:
             raise InputError("data.fiber_source=test but the test split is empty; lower data.train_fraction")
+
+    def _set_fibers(self, fibers: FiberRule, fiber_neighbours: int, min_fiber_points: int, max_exact_values: int) -> None:
+        """The fiber rule (``exact`` or ``nearest``) and the rows whose fibers can be drawn."""
         self.fiber_rule = self._choose_rule(fibers, max_exact_values)
         self.fiber_neighbours = int(fiber_neighbours)
         self.min_fiber_points = int(min_fiber_points)
@@ -201,17 +224,9 @@ class TabularBundle(Bundle):
             if not 1 <= self.fiber_neighbours <= self.source_index.numel():
                 raise InputError(
                     f"data.fiber_neighbours={fiber_neighbours} must be between 1 and the "
-                    f"{self.source_index.numel()} rows of data.fiber_source={fiber_source}"
+                    f"{self.source_index.numel()} rows of data.fiber_source={self.fiber_source}"
                 )
             self.eligible_rows = self.source_index
-        log.info(
-            "table: %d rows (%d train, %d test), %s fibers from %s rows",
-            total.shape[0],
-            self.train_index.numel(),
-            self.test_index.numel(),
-            self.fiber_rule,
-            fiber_source,
-        )
 
     @classmethod
     def from_frame(cls, frame: Any, total_names: Sequence[str], base_names: Sequence[str], **options: Any) -> TabularBundle:

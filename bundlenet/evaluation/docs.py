@@ -353,50 +353,50 @@ def write_outputs(
     for name in needed:
         if not sweep_dir(runs_root, name, overrides).exists() and run_missing:
             run_sweep(manifest.sweeps[name], runs_root, cwd or Path.cwd())
-    written = []
     for out in wanted:
-        target = docs_dir / out.path
-        if out.kind == "commands":
-            text = (
-                header(command, f"from `{manifest.path.name}`")
-                + "\n\n"
-                + commands_block(manifest, out.sweeps, manifest.runs_label)
-            )
-            write_text(target, text + "\n")
-            written.append(target)
-            continue
-        if out.kind == "benchmark":
-            if len(out.sweeps) != 1:
-                raise InputError(f"{manifest.path}: {out.path} needs one sweep, the one that writes its benchmark.json")
-            bench = sweep_dir(runs_root, out.sweeps[0], overrides) / str(out.options.get("file", "benchmark.json"))
-            if not bench.is_file():
-                raise InputError(f"{bench} not found; pass --run-missing to run sweep {out.sweeps[0]} of {manifest.path}")
-            text = header(command, _benchmark_sources(bench)) + "\n\n" + benchmark_rows(bench, list(out.options["rows"]))
-            write_text(target, text + "\n")
-            written.append(target)
-            continue
-        present = [n for n in out.sweeps if sweep_dir(runs_root, n, overrides).exists()]
-        missing = [n for n in out.sweeps if n not in present]
-        if not present:
-            raise InputError(
-                f"{out.path}: none of its sweeps {list(out.sweeps)} is under {runs_root}; pass --run-missing to run them"
-            )
-        for name in missing:
-            log.warning("%s: sweep %s not found under %s: its rows are left out", out.path, name, runs_root)
-        by_sweep = {n: find_runs(sweep_dir(runs_root, n, overrides)) for n in present}
-        runs = [r for n in present for r in by_sweep[n]]
-        sweep_of = {r.path: n for n, members in by_sweep.items() for r in members}
-        if out.kind in FIGURES:
-            _figure(out, runs, target)
-            written.append(target)
-            continue
-        sources = "from runs " + runs_provenance([r.path for r in _select(runs, out.options)])
-        if missing:
-            sources += f"; the sweeps {', '.join(missing)} of `{manifest.path.name}` were not run, so their rows are missing"
-        table = KINDS[out.kind](runs, {**out.options, "sweep_of": sweep_of})
-        write_text(target, header(command, sources) + "\n\n" + table + "\n")
-        written.append(target)
-    return written
+        _write_output(manifest, out, runs_root, docs_dir / out.path, command, overrides)
+    return [docs_dir / out.path for out in wanted]
+
+
+def _write_output(
+    manifest: Manifest, out: Output, runs_root: Path, target: Path, command: str, overrides: dict[str, Path]
+) -> None:
+    """Write one snippet or figure of the manifest to ``target`` (:func:`write_outputs`)."""
+    if out.kind == "commands":
+        text = (
+            header(command, f"from `{manifest.path.name}`") + "\n\n" + commands_block(manifest, out.sweeps, manifest.runs_label)
+        )
+        write_text(target, text + "\n")
+        return
+    if out.kind == "benchmark":
+        if len(out.sweeps) != 1:
+            raise InputError(f"{manifest.path}: {out.path} needs one sweep, the one that writes its benchmark.json")
+        bench = sweep_dir(runs_root, out.sweeps[0], overrides) / str(out.options.get("file", "benchmark.json"))
+        if not bench.is_file():
+            raise InputError(f"{bench} not found; pass --run-missing to run sweep {out.sweeps[0]} of {manifest.path}")
+        write_text(
+            target, header(command, _benchmark_sources(bench)) + "\n\n" + benchmark_rows(bench, list(out.options["rows"])) + "\n"
+        )
+        return
+    present = [n for n in out.sweeps if sweep_dir(runs_root, n, overrides).exists()]
+    missing = [n for n in out.sweeps if n not in present]
+    if not present:
+        raise InputError(
+            f"{out.path}: none of its sweeps {list(out.sweeps)} is under {runs_root}; pass --run-missing to run them"
+        )
+    for name in missing:
+        log.warning("%s: sweep %s not found under %s: its rows are left out", out.path, name, runs_root)
+    by_sweep = {n: find_runs(sweep_dir(runs_root, n, overrides)) for n in present}
+    runs = [r for n in present for r in by_sweep[n]]
+    if out.kind in FIGURES:
+        _figure(out, runs, target)
+        return
+    sources = "from runs " + runs_provenance([r.path for r in _select(runs, out.options)])
+    if missing:
+        sources += f"; the sweeps {', '.join(missing)} of `{manifest.path.name}` were not run, so their rows are missing"
+    sweep_of = {r.path: n for n, members in by_sweep.items() for r in members}
+    table = KINDS[out.kind](runs, {**out.options, "sweep_of": sweep_of})
+    write_text(target, header(command, sources) + "\n\n" + table + "\n")
 
 
 def _figure(out: Output, runs: list[Run], target: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
@@ -32,7 +32,6 @@ from bundlenet.models.base import BundleModel
 log = logging.getLogger("bundlenet.evaluation.protocol")
 
 METRICS = CloudMetrics.names()
-FIBER_METRICS = (*METRICS, "precision", "coverage", "resimulation")  # resimulation where the bundle knows its map
 _NOT_APPLICABLE = "not applicable: the model is unconditional and cannot sample a fiber"
 
 
@@ -268,22 +267,7 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
     authors; the identity for synthetic bundles), so no column dominates.
     """
     protocol = protocol or Protocol()
-    # a model trained on a table of a synthetic bundle's samples (data=csv) is evaluated against
-    # the exact bundle in the bundle's own units
-    units: Literal["scaled", "original"] = "scaled"
-    if (
-        model.spec.source is None
-        and bundle.spec.source is not None
-        and bundle.spec.unscaled
-        and model.spec.same_names(bundle.spec)
-    ):
-        units = "original"
-        log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
-    elif not model.spec.same_columns(bundle.spec):
-        raise InputError(
-            f"the model was trained on {_describe(model.spec)} but the evaluation data ({type(bundle).__name__}) has "
-            f"{_describe(bundle.spec)}; pass the data= the model was trained on"
-        )
+    units = _evaluation_units(model, bundle)
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(protocol.seed)
     model_gen = torch.Generator(device=model.device).manual_seed(protocol.seed + 1)
@@ -306,25 +290,7 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
             _record(values[scope][who], metrics)
 
     for it in range(protocol.iterations):
-        true = scaled(bundle.sample_total(protocol.num_global, gen).total)
-        other = scaled(bundle.sample_total(protocol.num_global, gen).total)
-        fake = scaled(cast(Tensor, model.sample(protocol.num_global, generator=model_gen)))  # without return_base
-        record("global", true, fake, other)
-        if model.conditional:
-            base = bundle.sample_total(protocol.num_fibers, gen).base
-            true_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
-            other_f = scaled(bundle.sample_fiber_floor(base, protocol.num_points, gen))
-            dense = scaled(bundle.sample_fiber(base, protocol.coverage_points, gen))
-            fake_f = scaled(model.sample_fiber(base, protocol.num_points, generator=model_gen))
-            base_s = scaled(base, "base")
-            record(
-                "fiber",
-                true_f,
-                fake_f,
-                other_f,
-                model=fiber_shape_metrics(bundle, base_s, fake_f, dense, true_f),
-                noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense, true_f),
-            )
+        _iteration(model, bundle, protocol, (gen, model_gen), scaled, record)
         log.info("evaluation iteration %d/%d done (%.1f s)", it + 1, protocol.iterations, time.perf_counter() - start)
     if not model.conditional:
         del values["fiber"]
@@ -335,6 +301,59 @@ def evaluate_model(model: BundleModel, bundle: Bundle, protocol: Protocol | None
         fiber_metrics=_summarise(values["fiber"], protocol) if model.conditional else None,
         seconds=time.perf_counter() - start,
         iterations=values,
+    )
+
+
+def _evaluation_units(model: BundleModel, bundle: Bundle) -> Literal["scaled", "original"]:
+    """The units the clouds are compared in: the model's scaled units, or the bundle's own for a
+    model trained on a table of a synthetic bundle's samples (``data=csv``); an
+    :class:`InputError` where the model's columns are not the bundle's."""
+    if (
+        model.spec.source is None
+        and bundle.spec.source is not None
+        and bundle.spec.unscaled
+        and model.spec.same_names(bundle.spec)
+    ):
+        log.info("the model's data are a table of %s's columns: evaluating in the bundle's own units", type(bundle).__name__)
+        return "original"
+    if not model.spec.same_columns(bundle.spec):
+        raise InputError(
+            f"the model was trained on {_describe(model.spec)} but the evaluation data ({type(bundle).__name__}) has "
+            f"{_describe(bundle.spec)}; pass the data= the model was trained on"
+        )
+    return "scaled"
+
+
+def _iteration(
+    model: BundleModel,
+    bundle: Bundle,
+    protocol: Protocol,
+    generators: tuple[torch.Generator, torch.Generator],
+    scaled: Callable[..., Tensor],
+    record: Callable[..., None],
+) -> None:
+    """One iteration of :func:`evaluate_model`: its global clouds, then (conditional models) its
+    fibers, drawn with the bundle's and the model's generators and passed to ``record``."""
+    gen, model_gen = generators
+    true = scaled(bundle.sample_total(protocol.num_global, gen).total)
+    other = scaled(bundle.sample_total(protocol.num_global, gen).total)
+    fake = scaled(cast(Tensor, model.sample(protocol.num_global, generator=model_gen)))  # without return_base
+    record("global", true, fake, other)
+    if not model.conditional:
+        return
+    base = bundle.sample_total(protocol.num_fibers, gen).base
+    true_f = scaled(bundle.sample_fiber(base, protocol.num_points, gen))
+    other_f = scaled(bundle.sample_fiber_floor(base, protocol.num_points, gen))
+    dense = scaled(bundle.sample_fiber(base, protocol.coverage_points, gen))
+    fake_f = scaled(model.sample_fiber(base, protocol.num_points, generator=model_gen))
+    base_s = scaled(base, "base")
+    record(
+        "fiber",
+        true_f,
+        fake_f,
+        other_f,
+        model=fiber_shape_metrics(bundle, base_s, fake_f, dense, true_f),
+        noise_floor=fiber_shape_metrics(bundle, base_s, other_f, dense, true_f),
     )
 
 

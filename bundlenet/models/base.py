@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units, snap_to_support
-from bundlenet.errors import InputError, positive_int
+from bundlenet.errors import DivergenceError, InputError, positive_int
 from bundlenet.geometry import per_query, project_to_level_set, wasserstein
 from bundlenet.nn.resimulator import ColumnRange, Resimulator
 from bundlenet.nn.support import SupportTransform
@@ -43,6 +45,7 @@ _FILLED_IN = (
     "resimulator.fitted",
 )
 REFINE_STEPS = 20  # Gauss–Newton steps of refine=True
+CHUNK = 8192  # rows per pass of a model's networks in sampling, trivialize and log_prob: bounds the activation memory
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class Trivialized:
 
     Attributes:
         base: ``[N, d_B]`` proj₁∘φ(x), the predicted base point (in the units asked for).
-        fiber: ``[N, D − d_B]`` the fiber latent.
+        fiber: ``[N, L]`` the fiber latent: BundleNet's whole latent (L = D, its latent
+            dimension), the authors' model's latent after the base coordinates (L = D − d_B).
         neighbourhood: ``[N]`` the neighbourhood whose chart was used.
     """
 
@@ -200,6 +204,30 @@ class BundleModel(pl.LightningModule, ABC):
             self.resimulator = Resimulator(self.spec.total_dim, self.spec.base_dim)
         self.register_buffer("fitted", torch.tensor(False))
 
+    def save_options(self, **resolved: Any) -> None:
+        """Save the calling ``__init__``'s arguments (and those of its subclasses' ``__init__``) as
+        ``hparams``, from which checkpoints rebuild the model: all but ``optimizer`` and
+        ``scheduler``, ``spec`` in plain types (``weights_only`` checkpoints), and the values in
+        ``resolved`` in place of the given ones (e.g. options completed from defaults)."""
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], frame=caller)
+        self.hparams.update(spec=self.spec.to_dict(), **resolved)
+        self._hparams_initial = copy.deepcopy(self._hparams)  # what the loggers record: the same values
+
+    def check_loss(
+        self,
+        loss: Tensor,
+        what: str = "loss",
+        detail: Callable[[], str] | None = None,
+        fix: str = "lower model.optimizer.lr or set trainer.gradient_clip_val",
+    ) -> None:
+        """Raise :class:`DivergenceError` ``non-finite <what> at step N (<detail>); <fix>`` when a
+        training loss is not finite (``detail`` is only evaluated then)."""
+        if not torch.isfinite(loss):
+            extra = f" ({detail()})" if detail is not None else ""
+            raise DivergenceError(f"non-finite {what} at step {self.global_step}{extra}; {fix}")
+
     # ----------------------------------------------------------------- data-dependent state
     def setup(self, stage: str) -> None:
         if stage == "fit" and not bool(self.fitted):
@@ -255,8 +283,23 @@ class BundleModel(pl.LightningModule, ABC):
     def check_base(self, base: object, units: Units = "original") -> Tensor:
         """Validate user base points ``[B, d_B]`` in ``units`` and return them on the model in
         its scaled units (``spec.to_scaled``; the identity for synthetic data)."""
-        points = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
+        points = self.on_model(base, "base")
         return self.spec.to_scaled(points, "base") if check_units(units) == "original" else points
+
+    def check_total(self, total: object, units: Units = "original") -> Tensor:
+        """Validate user total-space points ``[N, d_E]`` in ``units`` and return them on the model
+        in its scaled units."""
+        x = self.on_model(total, "total")
+        return self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
+
+    def on_model(self, points: object, kind: Literal["total", "base"], dtype: torch.dtype | None = None) -> Tensor:
+        """Validated user points (``[N, d_E]`` total-space or ``[N, d_B]`` base points, no unit
+        conversion) on the model's device in ``dtype`` (default: the model's)."""
+        if kind == "total":
+            x = check_points(points, self.spec.total_dim, "total-space point", self.spec.total_names)
+        else:
+            x = check_points(points, self.spec.base_dim, "base point", self.spec.base_names)
+        return x.to(self.device, dtype or self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
 
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if generator is not None:
@@ -358,43 +401,54 @@ class BundleModel(pl.LightningModule, ABC):
         """
         import pandas as pd
 
-        from bundlenet.models.inverse import fixed_columns, parse_base, sample_fixed
+        from bundlenet.models.inverse import parse_base
 
+        self._check_frame_request(num_samples, units)
+        gen = self._generator(seed, None)
+        points, per_point = parse_base(self, base, int(num_samples), gen)
+        x, columns = self._frame_samples(self.check_base(points, units), per_point, fixed, units, gen, steps)
+        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
+        flat = x.reshape(-1, self.spec.total_dim)
+        if refine:
+            newton = REFINE_STEPS if refine is True else int(refine)
+            flat = self.refine(flat, flat_base, forward=forward, steps=newton, units=units, keep=list(columns))
+        if units == "original":  # discrete values and point masses exactly as in the data
+            flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
+        rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
+        return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
+
+    def _check_frame_request(self, num_samples: object, units: Units) -> None:
         if not self.conditional:
             raise InputError(f"{type(self).__name__} is unconditional: it cannot sample over a base point; use sample(n)")
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise InputError(f"num_samples must be a positive integer, got {num_samples}")
         check_units(units)
-        gen = self._generator(seed, None)
-        points, per_point = parse_base(self, base, int(num_samples), gen)
-        scaled = self.check_base(points, units)
-        if fixed:
-            columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
-            self.base_bank.warn_if_far(scaled, self.spec)
-            x = sample_fixed(self, scaled, per_point, columns, gen, steps).double()
-            x = self.spec.to_original(x, "total") if units == "original" else x
-            given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
-            for name, value in given.items():  # exactly the given values, in the output's units
-                x[..., self.spec.total_names.index(name)] = float(value)
-        else:
-            columns = {}
-            x = self.sample_fiber(scaled, per_point, generator=gen, units="scaled").double()
-            x = self.spec.to_original(x, "total") if units == "original" else x
-        flat_base = points.to(torch.float64).repeat_interleave(per_point, dim=0)  # as given, in ``units``
-        flat = x.reshape(-1, self.spec.total_dim)
-        if refine:
-            flat = self.refine(
-                flat,
-                flat_base,
-                forward=forward,
-                steps=REFINE_STEPS if refine is True else int(refine),
-                units=units,
-                keep=list(columns),
-            )
-        if units == "original":  # discrete values and point masses exactly as in the data
-            flat = snap_to_support(flat.cpu(), self.spec.total_support)[0]
-        rows = torch.cat([flat_base.to(flat), flat], dim=1).double().cpu().numpy()
-        return pd.DataFrame(rows, columns=[*self.spec.base_names, *self.spec.total_names])
+
+    def _frame_samples(
+        self,
+        scaled: Tensor,
+        per_point: int,
+        fixed: dict[str, float] | None,
+        units: Units,
+        generator: torch.Generator | None,
+        steps: int,
+    ) -> tuple[Tensor, dict[int, float]]:
+        """The samples of :meth:`sample_frame` over base points ``scaled [B, d_B]`` (scaled units):
+        ``[B, per_point, d_E]`` (float64, in ``units``; fixed columns exactly as given) and the
+        fixed columns ``{index: value in original units}`` (empty without ``fixed``)."""
+        from bundlenet.models.inverse import fixed_columns, sample_fixed
+
+        if not fixed:
+            x = self.sample_fiber(scaled, per_point, generator=generator, units="scaled").double()
+            return (self.spec.to_original(x, "total") if units == "original" else x), {}
+        columns = fixed_columns(self, fixed if units == "original" else self._fixed_to_original(fixed))
+        self.base_bank.warn_if_far(scaled, self.spec)
+        x = sample_fixed(self, scaled, per_point, columns, generator, steps).double()
+        x = self.spec.to_original(x, "total") if units == "original" else x
+        given = fixed if units == "scaled" else {self.spec.total_names[j]: v for j, v in columns.items()}
+        for name, value in given.items():  # exactly the given values, in the output's units
+            x[..., self.spec.total_names.index(name)] = float(value)
+        return x, columns
 
     def _fixed_to_original(self, fixed: dict[str, float]) -> dict[str, float]:
         names = self.spec.total_names
@@ -432,8 +486,7 @@ class BundleModel(pl.LightningModule, ABC):
     def resimulate(self, total: object, units: Units = "original") -> Tensor:
         """π̂(x) ``[N, d_B]`` of points ``total [N, d_E]`` (both in ``units``): BundleNet's learned
         projection, else a regressor fitted on the training data (:class:`Resimulator`)."""
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
-        return self.resimulation_map(units)(x)
+        return self.resimulation_map(units)(self.on_model(total, "total"))
 
     def refine(
         self,
@@ -455,8 +508,7 @@ class BundleModel(pl.LightningModule, ABC):
         check_units(units)
         if int(steps) < 1:
             raise InputError(f"refine needs at least 1 step, got {steps}")
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, torch.float64)
-        y = check_points(base, self.spec.base_dim, "base point", self.spec.base_names).to(self.device, torch.float64)
+        x, y = self.on_model(total, "total", torch.float64), self.on_model(base, "base", torch.float64)
         if y.shape[0] != x.shape[0]:
             raise InputError(f"refine needs one base point per point; got {y.shape[0]} for {x.shape[0]} points")
         if forward is None:
@@ -500,14 +552,13 @@ class BundleModel(pl.LightningModule, ABC):
         What is exact per model: docs/python.md."""
         if not self.has_density:
             raise InputError(f"{type(self).__name__} has no density; log_prob and fixed= need bundlenet, cflow or cfm")
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]
-        scaled = self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
+        scaled = self.check_total(total, units)
         y = self.check_base(base, units)
         if y.shape[0] == 1:
-            y = y.expand(x.shape[0], -1)
-        if y.shape[0] != x.shape[0]:
-            raise InputError(f"log_prob needs one base point, or one per point; got {y.shape[0]} for {x.shape[0]} points")
-        gen = torch.Generator(device=x.device).manual_seed(int(seed))
+            y = y.expand(scaled.shape[0], -1)
+        if y.shape[0] != scaled.shape[0]:
+            raise InputError(f"log_prob needs one base point, or one per point; got {y.shape[0]} for {scaled.shape[0]} points")
+        gen = torch.Generator(device=scaled.device).manual_seed(int(seed))
         out = []
         continuous = self.columns.num_values == 0 if self.columns.active else torch.ones(self.spec.total_dim, dtype=torch.bool)
         for xs, ys in zip(scaled.split(4096), y.split(4096)):

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-import math
 from typing import Any, Literal
 
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
-from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.errors import DivergenceError, InputError
-from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
+from bundlenet.bundles.base import BundleSpec, Units
+from bundlenet.errors import InputError
+from bundlenet.models.base import CHUNK, BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
 from bundlenet.nn.cover import Cover, capped_count
 from bundlenet.nn.fiber_cnf import FiberCNF
 from bundlenet.nn.fiber_prior import FiberLatent
 from bundlenet.nn.frames import LocalFrames
+from bundlenet.nn.gaussian import log_normal
 from bundlenet.nn.losses import commutativity_error
 from bundlenet.nn.trivialization import ConditionalMLP, FiberFlow
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
-rank_zero_info = rank_zero_only(log.info)
+log = FirstRankLog(__name__)
 
-_CHUNK = 8192  # rows per pass in sampling, trivialize and log_prob
 FiberContext = Literal["chart", "none", "base"]
 FiberFlowKind = Literal["coupling", "cnf"]
 
@@ -125,21 +122,9 @@ class BundleNet(BundleModel):
     ) -> None:
         super().__init__(spec, optimizer, scheduler)
         d_e, d_b = self.spec.total_dim, self.spec.base_dim
-        circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
-        if circles < 0:
-            raise InputError(f"model.num_circles must be >= 0, got {circles}")
-        dim = max(d_e, 2 * circles, 2)
-        if fiber_span is None:
-            fiber_span = self.spec.fiber_span if self.spec.fiber_span is not None else d_e - d_b + 2 * circles
-        span = min(max(int(fiber_span), 2 * circles, 1), dim)
-        if num_nbhds is not None and num_nbhds < 1:
-            raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
-        if fiber_context not in ("chart", "none", "base"):
-            raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
-        if fiber_flow not in ("coupling", "cnf"):
-            raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")
-        spec = self.spec.to_dict()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        dim, span, circles, fiber_span = _latent_shape(self.spec, num_circles, fiber_span)
+        _check_options(num_nbhds, fiber_context, fiber_flow)
+        self.save_options()  # with fiber_span resolved from the data
         self.dim, self.span, self.circles = dim, span, circles
         self.cover = Cover(num_nbhds or 1, d_b)
         self.frames = LocalFrames(self.cover.num_nbhds, d_b, d_e, span)
@@ -169,7 +154,7 @@ class BundleNet(BundleModel):
             self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
         self.frames.fit(x, y, self.cover, values=self.standardize(total, dequantize=False))
         self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
-        rank_zero_info(
+        log.info(
             "cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
             "%d fiber and %d normal direction(s) of %d",
             k,
@@ -203,9 +188,7 @@ class BundleNet(BundleModel):
         if extra == 0:
             return r, r.new_zeros(r.shape[0])
         noise = self.latent.normal_width * torch.randn(r.shape[0], extra, generator=generator, device=r.device, dtype=r.dtype)
-        log_q = (
-            -0.5 * (noise / self.latent.normal_width) ** 2 - math.log(self.latent.normal_width) - 0.5 * math.log(2 * math.pi)
-        ).sum(1)
+        log_q = log_normal(noise, 0.0, self.latent.normal_width).sum(1)
         return torch.cat([r, noise], dim=1), log_q
 
     def encode(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -242,11 +225,7 @@ class BundleNet(BundleModel):
         fit = self.flow.objective(padded, self.context(y), self.latent)
         comm = commutativity_error(self.projection(x), y)
         loss = fit + self.hparams["commutativity_weight"] * comm
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"non-finite loss at step {self.global_step} (fiber flow {float(fit.detach()):.4g}, commutativity {float(comm.detach()):.4g}); "
-                f"lower model.optimizer.lr or set trainer.gradient_clip_val"
-            )
+        self.check_loss(loss, detail=lambda: f"fiber flow {float(fit.detach()):.4g}, commutativity {float(comm.detach()):.4g}")
         size = total.shape[0]
         sync = self._trainer is not None and self.trainer.world_size > 1
         if self.flow.likelihood_trained:  # −mean log p(x | y): the flow's term and the frames' constant ones
@@ -277,7 +256,7 @@ class BundleNet(BundleModel):
     # ----------------------------------------------------------------- public API
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
         out = []
-        for chunk in base.split(_CHUNK):
+        for chunk in base.split(CHUNK):
             y = self.base_scaler(chunk)
             z = self.latent.sample(chunk.shape[0], generator, device=chunk.device, dtype=chunk.dtype)
             out.append(self.round_on_fiber(self.decode(z, y), y))
@@ -320,9 +299,9 @@ class BundleNet(BundleModel):
     def trivialize(self, total: object, units: Units = "original") -> Trivialized:
         """φ(x): ``[N, d_E]`` → :class:`Trivialized` (ŷ = π̂(x) in ``units``, the fiber latent
         z ``[N, D]``, and the neighbourhood of ŷ)."""
-        x = self._points(total, units)
+        x = self.check_total(total, units)
         bases, latents = [], []
-        for chunk in x.split(_CHUNK):
+        for chunk in x.split(CHUNK):
             s = self.standardize(chunk, dequantize=False)
             y = self.projection(s)
             z, _, _ = self.encode(s, y, torch.Generator(device=s.device).manual_seed(0))
@@ -344,7 +323,7 @@ class BundleNet(BundleModel):
         log p(x, ε | y) − log q(ε) for one draw ε, whose exponential is an unbiased estimate of
         p(x | y) (its mean a lower bound on log p(x | y)); with ``fiber_flow=cnf``, exact up to
         the ODE solver's discretisation."""
-        return torch.cat([self.log_likelihood(us, ys, generator) for us, ys in zip(u.split(_CHUNK), y.split(_CHUNK))])
+        return torch.cat([self.log_likelihood(us, ys, generator) for us, ys in zip(u.split(CHUNK), y.split(CHUNK))])
 
     def projection_std(self, u: Tensor) -> Tensor:
         """π̂ on standardised points: the projection network."""
@@ -358,6 +337,25 @@ class BundleNet(BundleModel):
         z, _, _ = self.encode(x, y, torch.Generator(device=x.device).manual_seed(0))
         return z, self.cover.assign(y), self.circles
 
-    def _points(self, total: object, units: Units) -> Tensor:
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
-        return self.spec.to_scaled(x, "total") if check_units(units) == "original" else x
+
+def _latent_shape(spec: BundleSpec, num_circles: int | None, fiber_span: int | None) -> tuple[int, int, int, int]:
+    """The fiber latent's dimension D, span and circles, and the fiber span resolved from the data
+    (``None``: ``spec.fiber_span``, else d_E − d_B + 2·circles) before it is capped at D."""
+    d_e, d_b = spec.total_dim, spec.base_dim
+    circles = spec.fiber_circles if num_circles is None else int(num_circles)
+    if circles < 0:
+        raise InputError(f"model.num_circles must be >= 0, got {circles}")
+    dim = max(d_e, 2 * circles, 2)
+    if fiber_span is None:
+        fiber_span = spec.fiber_span if spec.fiber_span is not None else d_e - d_b + 2 * circles
+    span = min(max(int(fiber_span), 2 * circles, 1), dim)
+    return dim, span, circles, fiber_span
+
+
+def _check_options(num_nbhds: int | None, fiber_context: str, fiber_flow: str) -> None:
+    if num_nbhds is not None and num_nbhds < 1:
+        raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
+    if fiber_context not in ("chart", "none", "base"):
+        raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
+    if fiber_flow not in ("coupling", "cnf"):
+        raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")

@@ -182,8 +182,30 @@ def sample_fixed(
     value = torch.zeros(d, dtype=base.dtype, device=base.device)
     value[cols] = torch.tensor([fixed[int(j)] for j in cols.tolist()], dtype=base.dtype, device=base.device)
     target_scaled = model.spec.to_scaled(value.unsqueeze(0), "total")  # [1, d]; only the fixed columns count
+    u = _chain_starts(model, base, chains, cols, target_scaled, generator)
+    y = model.base_scaler(base).repeat_interleave(chains, dim=0)
+    u = model.project_start(u, y, free)
 
-    # starts: of POOL_FACTOR × chains fiber samples per base point, the chains nearest in the fixed columns
+    def density(state: Tensor) -> Tensor:
+        full = u.clone()
+        full[:, free] = state
+        return model.density_std(full, y, generator)
+
+    state, acceptance = _metropolis(density, u[:, free], b, int(steps), generator)
+    log.info("fixed-input sampling: %d chains x %d steps; acceptance %.2f after burn-in", b * chains, int(steps), acceptance)
+    u[:, free] = state
+    x = model.unstandardize(u)
+    x[:, cols] = target_scaled[:, cols].to(x)
+    return x.reshape(b, chains, d)[:, : int(num_samples)]
+
+
+def _chain_starts(
+    model: BundleModel, base: Tensor, chains: int, cols: Tensor, target_scaled: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Starts of ``chains`` chains per base point ``[B·chains, d_E]`` (standardised), the fixed
+    columns ``cols`` set to the target: of ``POOL_FACTOR`` × chains fiber samples per base point,
+    the chains nearest in the fixed columns."""
+    b, d = base.shape[0], model.spec.total_dim
     pool = model._generate_eval(base.repeat_interleave(POOL_FACTOR * chains, dim=0), generator)
     pool[:, cols] = torch.where(torch.isfinite(pool[:, cols]), pool[:, cols], 0.0)
     u_pool = model.standardize(pool, dequantize=False).reshape(b, POOL_FACTOR * chains, d)
@@ -194,30 +216,23 @@ def sample_fixed(
     nearest = gap.topk(chains, dim=1, largest=False).indices
     u = torch.gather(u_pool, 1, nearest.unsqueeze(-1).expand(-1, -1, d)).reshape(b * chains, d)
     u[:, cols] = u_fixed
-    y = model.base_scaler(base).repeat_interleave(chains, dim=0)
-    u = model.project_start(u, y, free)
+    return u
 
-    def density(state: Tensor) -> Tensor:
-        full = u.clone()
-        full[:, free] = state
-        return model.density_std(full, y, generator)
 
-    state = u[:, free]
+def _metropolis(
+    density: Callable[[Tensor], Tensor], state: Tensor, b: int, steps: int, generator: torch.Generator | None
+) -> tuple[Tensor, float]:
+    """``steps`` Metropolis–Hastings steps of ``b`` groups of chains ``state [b·chains, f]``
+    (Gaussian proposals shaped by each group's spread, their scale adapted during the first
+    half): the final states and the mean acceptance rate after burn-in."""
     logp = density(state)
-    f = free.numel()
-    spread = state.reshape(b, chains, f)
-    centred = spread - spread.mean(1, keepdim=True)
-    cov = centred.transpose(1, 2) @ centred / max(chains - 1, 1)
-    jitter = (
-        1e-6
-        * torch.eye(f, dtype=cov.dtype, device=cov.device)
-        * cov.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-8)[:, None, None]
-    )
-    chol = torch.linalg.cholesky(cov + jitter)  # [B, f, f]
+    f = state.shape[1]
+    chains = state.shape[0] // b
+    chol = _proposal_factor(state.reshape(b, chains, f))  # [B, f, f]
     log_scale = torch.full((b, 1, 1), math.log(2.38**2 / f), dtype=state.dtype, device=state.device)
-    burn_in = int(steps) // 2
+    burn_in = steps // 2
     accepted = torch.zeros(b, dtype=state.dtype, device=state.device)
-    for step in range(int(steps)):
+    for step in range(steps):
         noise = torch.randn(b, chains, f, 1, generator=generator, device=state.device, dtype=state.dtype)
         move = ((log_scale / 2).exp().unsqueeze(1) * (chol.unsqueeze(1) @ noise)).squeeze(-1).reshape(b * chains, f)
         proposal = state + move
@@ -231,16 +246,21 @@ def sample_fixed(
             log_scale += (rate - TARGET_ACCEPTANCE).reshape(b, 1, 1) * (2.0 / math.sqrt(step + 1))
         else:
             accepted += rate
-    log.info(
-        "fixed-input sampling: %d chains x %d steps; acceptance %.2f after burn-in",
-        b * chains,
-        int(steps),
-        float(accepted.mean()) / max(int(steps) - burn_in, 1),
+    return state, float(accepted.mean()) / max(steps - burn_in, 1)
+
+
+def _proposal_factor(spread: Tensor) -> Tensor:
+    """The Cholesky factor ``[B, f, f]`` of each group's covariance of chains ``spread [B, chains, f]``
+    (with a small jitter)."""
+    chains, f = spread.shape[1], spread.shape[2]
+    centred = spread - spread.mean(1, keepdim=True)
+    cov = centred.transpose(1, 2) @ centred / max(chains - 1, 1)
+    jitter = (
+        1e-6
+        * torch.eye(f, dtype=cov.dtype, device=cov.device)
+        * cov.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-8)[:, None, None]
     )
-    u[:, free] = state
-    x = model.unstandardize(u)
-    x[:, cols] = target_scaled[:, cols].to(x)
-    return x.reshape(b, chains, d)[:, : int(num_samples)]
+    return torch.linalg.cholesky(cov + jitter)
 
 
 def differentiable(forward: Callable[[Tensor], Tensor], x: Tensor) -> bool:

@@ -3,25 +3,21 @@ used by the ``experiment=paper_*`` presets."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
-from bundlenet.bundles.base import BundleSpec, Units, check_points, check_units
-from bundlenet.errors import DivergenceError, InputError
-from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
+from bundlenet.bundles.base import BundleSpec, Units
+from bundlenet.errors import InputError
+from bundlenet.models.base import CHUNK, BundleModel, OptimizerFactory, SchedulerFactory, Trivialized
 from bundlenet.nn.cover import Cover, group_by
 from bundlenet.nn.fiber_prior import FiberPrior
 from bundlenet.nn.losses import DEFAULT_WEIGHTS, LossTerms, commutativity_error, fiber_losses
 from bundlenet.nn.trivialization import Coupling, LocalTrivialization
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
-rank_zero_info = rank_zero_only(log.info)
-
-_CHUNK = 8192  # rows per pass in sampling and trivialize: bounds the activation memory of wide flows
+log = FirstRankLog(__name__)
 
 
 class PaperBundleNet(BundleModel):
@@ -83,20 +79,9 @@ class PaperBundleNet(BundleModel):
         num_circles = self.spec.fiber_circles if num_circles is None else int(num_circles)
         total_dim = max(d_e, d_b + 2 * num_circles, d_b + 1) if total_dim is None else int(total_dim)
         _check_dims(d_e, d_b, total_dim, num_circles)
-        if num_nbhds < 1:
-            raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
-        if not 1 <= overlap <= num_nbhds:
-            raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
-        if context not in ("centre", "embedding", "both"):
-            raise InputError(f"model.context must be one of centre, embedding, both; got {context!r}")
-        weights = dict(DEFAULT_WEIGHTS)
-        weights.update({str(k): float(v) for k, v in (loss_weights or {}).items()})
-        unknown = set(weights) - set(DEFAULT_WEIGHTS)
-        if unknown:
-            raise InputError(f"unknown model.loss_weights keys {sorted(unknown)}; use {sorted(DEFAULT_WEIGHTS)}")
-        loss_weights = weights
-        spec = self.spec.to_dict()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        _check_options(num_nbhds, overlap, context)
+        weights = _loss_weights(loss_weights)
+        self.save_options(loss_weights=weights)
 
         self.loss_weights = weights
         self.total_dim = total_dim
@@ -119,7 +104,7 @@ class PaperBundleNet(BundleModel):
     # ----------------------------------------------------------------- pieces
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
         sizes = self.cover.fit(base, seed=self.hparams["cover_seed"])
-        rank_zero_info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
+        log.info("cover: %d neighbourhoods, %d-%d training points each", sizes.numel(), int(sizes.min()), int(sizes.max()))
 
     def context(self, neighbourhood: Tensor) -> Tensor:
         """The condition of φ for each neighbourhood index ``[N]`` → ``[N, C]``."""
@@ -193,12 +178,9 @@ class PaperBundleNet(BundleModel):
         shard = (self.trainer.global_rank, self.trainer.world_size) if self._trainer is not None else (0, 1)
         terms = self.loss_terms(total, base, update_prior=True, shard=shard)
         loss = terms.total(self.loss_weights)
-        if not torch.isfinite(loss):
-            bad = [name for name, value in terms.items().items() if not torch.isfinite(value)]
-            raise DivergenceError(
-                f"non-finite loss at step {self.global_step} (terms {bad}); lower model.optimizer.lr "
-                f"or set trainer.gradient_clip_val"
-            )
+        self.check_loss(
+            loss, detail=lambda: f"terms {[name for name, value in terms.items().items() if not torch.isfinite(value)]}"
+        )
         size = total.shape[0]
         for name, value in terms.items().items():
             self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "commutativity", sync_dist=shard[1] > 1)
@@ -217,7 +199,7 @@ class PaperBundleNet(BundleModel):
     def generate(self, base: Tensor, generator: torch.Generator | None = None) -> Tensor:
         d_e = self.spec.total_dim
         out = []
-        for chunk in base.split(_CHUNK):
+        for chunk in base.split(CHUNK):
             nbhd = self.cover.assign(chunk)
             z = self.prior.sample(self.prior.stats, nbhd, generator)
             out.append(self.unstandardize(self.decode(chunk, z, nbhd)[:, :d_e]))
@@ -234,13 +216,11 @@ class PaperBundleNet(BundleModel):
         the chart under whose fiber prior z_k is most likely: far-away charts extrapolate and
         send x to latents no point of their neighbourhood has.
         """
-        x = check_points(total, self.spec.total_dim, "total-space point", self.spec.total_names).to(self.device, self.dtype)  # type: ignore[arg-type]  # Lightning types dtype as str | torch.dtype
-        original = check_units(units) == "original"
-        if original:
-            x = self.spec.to_scaled(x, "total")
+        x = self.check_total(total, units)
+        original = units == "original"
         k = self.cover.num_nbhds
         bases, latents = [], []
-        for chunk in x.split(max(1, _CHUNK // k)):
+        for chunk in x.split(max(1, CHUNK // k)):
             rep = chunk.repeat_interleave(k, dim=0)
             nbhd = torch.arange(k, device=x.device).repeat(chunk.shape[0])
             b, z = self.encode(rep, nbhd)
@@ -267,6 +247,25 @@ class PaperBundleNet(BundleModel):
     def project(self, total: object, units: Units = "original") -> Tensor:
         """proj₁∘φ: ``[N, d_E]`` → ``[N, d_B]``, the learned bundle map (both in ``units``)."""
         return self.trivialize(total, units).base
+
+
+def _check_options(num_nbhds: int, overlap: int, context: str) -> None:
+    if num_nbhds < 1:
+        raise InputError(f"model.num_nbhds must be at least 1, got {num_nbhds}")
+    if not 1 <= overlap <= num_nbhds:
+        raise InputError(f"model.overlap must be between 1 and model.num_nbhds={num_nbhds}, got {overlap}")
+    if context not in ("centre", "embedding", "both"):
+        raise InputError(f"model.context must be one of centre, embedding, both; got {context!r}")
+
+
+def _loss_weights(given: dict[str, float] | None) -> dict[str, float]:
+    """The default loss weights with those ``given`` in their place; unknown keys are refused."""
+    weights = dict(DEFAULT_WEIGHTS)
+    weights.update({str(k): float(v) for k, v in (given or {}).items()})
+    unknown = set(weights) - set(DEFAULT_WEIGHTS)
+    if unknown:
+        raise InputError(f"unknown model.loss_weights keys {sorted(unknown)}; use {sorted(DEFAULT_WEIGHTS)}")
+    return weights
 
 
 def _check_dims(d_e: int, d_b: int, total_dim: int, num_circles: int) -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from bundlenet.errors import InputError
 from bundlenet.geometry import pairwise_distances, per_query
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
-rank_zero_warn = rank_zero_only(log.warning)
+first_rank = FirstRankLog(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,14 +117,7 @@ class Cover(nn.Module):
         sample = base
         if base.shape[0] > max_points:
             sample = base[torch.randperm(base.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
-        distinct = torch.unique(sample, dim=0).shape[0]  # (sorting 10⁶ rows would cost ~250 MB)
-        if distinct < self.num_nbhds and sample is not base:
-            distinct = torch.unique(base, dim=0).shape[0]
-        if distinct < self.num_nbhds:
-            raise InputError(
-                f"model.num_nbhds={self.num_nbhds} exceeds the {distinct} distinct base points "
-                f"of the training data; set model.num_nbhds<={distinct}"
-            )
+        self._check_distinct(sample, base)
         points = sample.double().cpu().numpy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -145,18 +136,35 @@ class Cover(nn.Module):
                     .cluster_centers_
                 )
         if self.num_nbhds > 1:
-            gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
-            square = (base.to(self.centres) - self.centres[labels]).pow(2).sum(1)
-            radius = (
-                torch.zeros(self.num_nbhds, dtype=square.dtype, device=square.device).index_add_(0, labels, square)
-                / sizes.clamp_min(1)
-            ).sqrt()
-            width = torch.minimum(gaps.median(), self.SPREAD_FACTOR * radius[sizes > 0].median())
-            self.bandwidth.fill_(float(overlap * width.clamp_min(1e-6)))
+            self._fit_bandwidth(base, labels, sizes, overlap)
         small = (sizes < 2).nonzero().squeeze(1).tolist()
         if small:
-            rank_zero_warn("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
+            first_rank.warning("neighbourhoods %s hold fewer than 2 training points; lower model.num_nbhds", small)
         return sizes
+
+    def _check_distinct(self, sample: Tensor, base: Tensor) -> None:
+        """Refuse fewer distinct base points than neighbourhoods (counted on ``sample``, a subsample
+        of ``base``, unless that has too few)."""
+        distinct = torch.unique(sample, dim=0).shape[0]  # (sorting 10⁶ rows would cost ~250 MB)
+        if distinct < self.num_nbhds and sample is not base:
+            distinct = torch.unique(base, dim=0).shape[0]
+        if distinct < self.num_nbhds:
+            raise InputError(
+                f"model.num_nbhds={self.num_nbhds} exceeds the {distinct} distinct base points "
+                f"of the training data; set model.num_nbhds<={distinct}"
+            )
+
+    def _fit_bandwidth(self, base: Tensor, labels: Tensor, sizes: Tensor, overlap: float) -> None:
+        """The partition of unity's bandwidth: ``overlap`` × the smaller of the median gap between
+        centres and ``SPREAD_FACTOR`` × the median neighbourhood radius."""
+        gaps = pairwise_distances(self.centres, self.centres).fill_diagonal_(float("inf")).min(dim=1).values
+        square = (base.to(self.centres) - self.centres[labels]).pow(2).sum(1)
+        radius = (
+            torch.zeros(self.num_nbhds, dtype=square.dtype, device=square.device).index_add_(0, labels, square)
+            / sizes.clamp_min(1)
+        ).sqrt()
+        width = torch.minimum(gaps.median(), self.SPREAD_FACTOR * radius[sizes > 0].median())
+        self.bandwidth.fill_(float(overlap * width.clamp_min(1e-6)))
 
     def assign(self, base: Tensor) -> Tensor:
         """Neighbourhood of each base point (nearest centre): ``[N, d_B]`` → ``[N]``."""

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bundlenet.nn.gaussian import LOG_2PI, log_normal
+
 
 @dataclass(frozen=True)
 class LatentStats:
@@ -181,9 +183,9 @@ class FiberLatent(nn.Module):
         """log p_F(z) of latents ``z [N, D]``: ``[N]``."""
         c = 2 * self.circles
         radius = z[:, :c].reshape(z.shape[0], self.circles, 2).norm(dim=-1).clamp_min(1e-12)
-        rings = (_log_normal(radius, math.sqrt(2.0), self.ring_width) - math.log(2 * math.pi) - radius.log()).sum(1)
+        rings = (log_normal(radius, math.sqrt(2.0), self.ring_width) - LOG_2PI - radius.log()).sum(1)
         width = self.widths().to(z)
-        return rings + (-0.5 * (z[:, c:] / width) ** 2 - width.log() - 0.5 * math.log(2 * math.pi)).sum(1)
+        return rings + log_normal(z[:, c:], 0.0, width).sum(1)
 
     def sample(
         self,
@@ -200,7 +202,3 @@ class FiberLatent(nn.Module):
             angle = 2 * math.pi * torch.rand(num, self.circles, generator=generator, device=device, dtype=dtype)
             z[:, : 2 * self.circles] = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=-1).reshape(num, -1)
         return z
-
-
-def _log_normal(x: Tensor, mean: float, std: float) -> Tensor:
-    return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)

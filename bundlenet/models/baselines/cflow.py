@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
-from bundlenet.errors import DivergenceError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
+from bundlenet.nn.gaussian import standard_normal_log_prob
 from bundlenet.nn.trivialization import Coupling, LocalTrivialization
 
 
@@ -44,8 +43,7 @@ class ConditionalFlow(BundleModel):
         scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__(spec, optimizer, scheduler)
-        spec = self.spec.to_dict()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.save_options()
         self.features = max(self.spec.total_dim, 2)
         self.flow = LocalTrivialization(
             self.features,
@@ -75,11 +73,11 @@ class ConditionalFlow(BundleModel):
         for one draw ε ~ N(0, 1), whose exponential is an unbiased estimate of p(u | y): ``[N]``."""
         padded = self._pad(u, generator)
         eps = padded[:, u.shape[1] :]
-        return self.joint_log_prob_padded(padded, y) + 0.5 * eps.pow(2).sum(1) + 0.5 * eps.shape[1] * math.log(2 * math.pi)
+        return self.joint_log_prob_padded(padded, y) - standard_normal_log_prob(eps)
 
     def joint_log_prob_padded(self, padded: Tensor, y: Tensor) -> Tensor:
         z, logdet = self.flow(padded, y)
-        return -0.5 * z.pow(2).sum(1) - 0.5 * self.features * math.log(2 * math.pi) + logdet
+        return standard_normal_log_prob(z) + logdet
 
     def selection_score(self, fibers: Tensor, bases: Tensor) -> Tensor:
         """−mean log p(x̃ | y) of the validation points (cell centres, padding of a fixed seed)."""
@@ -91,11 +89,7 @@ class ConditionalFlow(BundleModel):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         total, base = self.rank_share(*batch)
         loss = -self.joint_log_prob(self.standardize(total), self.base_scaler(base)).mean()
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"non-finite negative log-likelihood at step {self.global_step}; lower model.optimizer.lr "
-                f"or set trainer.gradient_clip_val"
-            )
+        self.check_loss(loss, "negative log-likelihood")
         self.log("train/nll", loss, batch_size=total.shape[0], prog_bar=True)
         self.log("train/loss", loss, batch_size=total.shape[0])
         return loss

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -12,8 +11,9 @@ from flow_matching.solver import ODESolver
 from torch import Tensor
 
 from bundlenet.bundles.base import BundleSpec
-from bundlenet.errors import DivergenceError, InputError
+from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
+from bundlenet.nn.gaussian import standard_normal_log_prob
 from bundlenet.nn.velocity import Conditioned, VelocityField
 
 EXACT_DIVERGENCE_MAX_DIM = 16
@@ -47,8 +47,7 @@ class ConditionalFlowMatching(BundleModel):
         super().__init__(spec, optimizer, scheduler)
         if int(ode_steps) < 1:
             raise InputError(f"model.ode_steps must be a positive integer, got {ode_steps}")
-        spec = self.spec.to_dict()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.save_options()
         self.velocity = VelocityField(self.spec.total_dim, self.spec.base_dim, int(hidden_features), int(depth))
         self.path = AffineProbPath(scheduler=CondOTScheduler())
 
@@ -59,8 +58,7 @@ class ConditionalFlowMatching(BundleModel):
         t = torch.rand(x1.shape[0], device=x1.device, dtype=x1.dtype)
         sample = self.path.sample(x_0=x0, x_1=x1, t=t)
         loss = (self.velocity(sample.x_t, sample.t, y) - sample.dx_t).pow(2).sum(1).mean()
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"non-finite flow-matching loss at step {self.global_step}; lower model.optimizer.lr")
+        self.check_loss(loss, "flow-matching loss", fix="lower model.optimizer.lr")
         self.log("train/loss", loss, batch_size=total.shape[0], prog_bar=True)
         return loss
 
@@ -88,7 +86,7 @@ class ConditionalFlowMatching(BundleModel):
         with torch.enable_grad():
             _, log_p = solver.compute_likelihood(
                 x_1=u.detach(),
-                log_p0=lambda x: -0.5 * x.pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi),
+                log_p0=standard_normal_log_prob,
                 step_size=1.0 / self.hparams["ode_steps"],
                 method=self.hparams["ode_method"],
                 time_grid=grid,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -11,8 +10,9 @@ from torch import Tensor
 from bundlenet.errors import InputError
 from bundlenet.models.baselines.gan import GANBaseline
 from bundlenet.nn.cover import Cover, capped_count
+from bundlenet.ranks import FirstRankLog
 
-log = logging.getLogger(__name__)
+log = FirstRankLog(__name__)
 
 
 class NeighbourhoodCGAN(GANBaseline):

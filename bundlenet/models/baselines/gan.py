@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from bundlenet.bundles.base import BundleSpec
-from bundlenet.errors import DivergenceError, InputError
+from bundlenet.errors import InputError
 from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactory
 
 GANLoss = Literal["wgan_div", "lsgan"]
@@ -72,8 +72,7 @@ class GANBaseline(BundleModel):
         latent_dim = self.spec.total_dim if latent_dim is None else int(latent_dim)
         if latent_dim < 1:
             raise InputError(f"model.latent_dim must be a positive integer (or null for d_E), got {latent_dim}")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.hparams["spec"] = self.spec.to_dict()  # plain types for weights_only checkpoints
+        self.save_options()
         self.automatic_optimization = False
         self.latent_dim = latent_dim
         self.loss_kind: GANLoss = loss
@@ -128,10 +127,7 @@ class GANBaseline(BundleModel):
 
     # ----------------------------------------------------------------- training
     def _step(self, optimizer: Any, loss: Tensor, name: str) -> None:
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"non-finite {name} loss at step {self.global_step}; lower model.optimizer.lr or set model.grad_clip"
-            )
+        self.check_loss(loss, f"{name} loss", fix="lower model.optimizer.lr or set model.grad_clip")
         optimizer.zero_grad()
         self.manual_backward(loss)
         if self.grad_clip is not None:
