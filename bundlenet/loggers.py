@@ -1,10 +1,12 @@
-"""Loggers of bundlenet: Lightning's, without the noise a user cannot act on."""
+"""Loggers of bundlenet: Lightning's, without the noise a user cannot act on; and a Lightning
+trainer without any of them, for short fits."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
 
 
@@ -46,3 +48,18 @@ def quiet_lightning() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())
+
+
+def bare_trainer(**options: Any) -> pl.Trainer:
+    """A Lightning :class:`~pytorch_lightning.Trainer` that only optimises: no logger, checkpoints,
+    progress bar, model summary or validation (short fits: the topology check of
+    :mod:`bundlenet.selection`, the benchmark's timed steps). ``options`` are the Trainer's."""
+    return pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        **options,
+    )

@@ -42,6 +42,7 @@ from pytorch_lightning.utilities.seed import isolate_rng
 from torch.utils.data import DataLoader, TensorDataset
 
 from bundlenet.data.datamodule import BundleDataModule
+from bundlenet.loggers import bare_trainer
 from bundlenet.ranks import FirstRankLog
 
 first_rank = FirstRankLog(__name__)  # every rank of a data-parallel run checks alike; one reports
@@ -179,17 +180,11 @@ def _fit_and_score(
     loader = DataLoader(TensorDataset(*train), batch_size=min(batch, train[0].shape[0]), shuffle=True, generator=gen)
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     devices: Any = [int(os.environ.get("LOCAL_RANK", 0))] if accelerator in ("gpu", "cuda") else 1
-    trainer = pl.Trainer(
+    trainer = bare_trainer(
         max_steps=steps,
         accelerator=accelerator,
         devices=devices,
         precision=cfg.trainer.get("precision", "32-true"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         gradient_clip_val=cfg.trainer.get("gradient_clip_val") if model.automatic_optimization else None,
     )
     with _quiet_fit():

@@ -23,7 +23,9 @@ DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "reference_samples.npz"
 OLD_CHECKPOINT = DATA / "bundlenet-0.2.0.ckpt"
 STEPS = 8
-TOLERANCE = dict(rtol=1e-6, atol=1e-6)
+# float32 on CPU: another CPU's kernels may round differently over 8 steps; a change of behaviour
+# moves the outputs by far more
+TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 BASE = torch.tensor([[4.5, 0.0], [0.0, -4.5]])
 SMALL = {
     "bundlenet": ["model.num_nbhds=3", "model.hidden_features=16", "model.num_blocks=2", "model.num_bins=4"],

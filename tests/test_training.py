@@ -90,19 +90,10 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path) -> None:
     total, base = dm.train_tensors()
     model.fit_data(total, base)
     before = _projection_error(model, total, base)
-    trainer = pl.Trainer(
-        max_steps=150,
-        accelerator="cpu",
-        devices=1,
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-        default_root_dir=tmp_path,
+    from bundlenet.loggers import bare_trainer
+
+    trainer = bare_trainer(
+        max_steps=150, accelerator="cpu", devices=1, precision="bf16-mixed", gradient_clip_val=1.0, default_root_dir=tmp_path
     )
     trainer.fit(model, datamodule=dm)
     after = _projection_error(model, total, base)

@@ -155,20 +155,12 @@ def row_lightning_overhead(timed_steps: int = 50) -> dict[str, Any]:
     """A Lightning fit of ``timed_steps`` full-batch steps vs the same bare steps."""
     import pytorch_lightning as pl
 
+    from bundlenet.loggers import bare_trainer
+
     model, dm, _ = _model_and_data(1000, None, DEFAULT)
     bare = _time_steps(model, [dm.train_tensors()], timed_steps)
     model, dm, _ = _model_and_data(1000, None, DEFAULT)
-    trainer = pl.Trainer(
-        max_epochs=timed_steps + 1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = bare_trainer(max_epochs=timed_steps + 1, accelerator="cpu", devices=1)
     times: list[float] = []
 
     class Clock(pl.Callback):
