@@ -161,7 +161,8 @@ def _fmt(value: float, half: float | None = None, bold: bool = False) -> str:
 
 def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
     """One row per data set and model at ``options['budget']`` seconds (or at the end of training
-    when the runs stopped first): mean ± 95% t-interval half-width over seeds; best in bold."""
+    when the runs stopped first): the mean training steps reached, and each metric's mean ± 95%
+    t-interval half-width over seeds; best in bold."""
     budget = float(options.get("budget", 300))
     curves = time_curves(_select(runs, options))
     metrics = [m for m in TIME_METRICS if any(c.metric == m[0] for c in curves)]
@@ -177,7 +178,7 @@ def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
     for (data, _), row in points.items():
         for metric, (c, i) in row.items():
             best[(data, metric)] = min(best.get((data, metric), math.inf), c.mean[i])
-    header_cells = ["data", "model", *[m[2] for m in metrics], "seeds"]
+    header_cells = ["data", "model", "steps", *[m[2] for m in metrics], "seeds"]
     lines = ["| " + " | ".join(header_cells) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header_cells) - 2)) + "|"]
     for data, model in sorted(points, key=lambda k: (_order(k[0], DATA_ORDER), _order(k[1].split(" ")[0], MODEL_ORDER), k[1])):
         row = points[(data, model)]
@@ -189,8 +190,8 @@ def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
                 continue
             c, i = row[metric]
             cells.append(_fmt(c.mean[i], c.half_width[i], bold=models_here > 1 and c.mean[i] == best[(data, metric)]))
-        first = next(iter(row.values()))[0]
-        lines.append("| " + " | ".join([data, model, *cells, str(first.seeds)]) + " |")
+        first, at = next(iter(row.values()))
+        lines.append("| " + " | ".join([data, model, f"{first.steps[at]:.0f}", *cells, str(first.seeds)]) + " |")
     return "\n".join(lines)
 
 
