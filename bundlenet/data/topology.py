@@ -82,50 +82,21 @@ def estimate_fiber_topology(
             circle with that variance).
         max_points: rows per group given to ripser (a seeded subsample beyond).
     """
-    from ripser import ripser
-
-    x = total.double()
-    y = base.double()
+    # one scale for all coordinates (as the models): a circle stays a circle
+    x, y = _unit_scale(total.double()), _unit_scale(base.double())
     n = x.shape[0]
     if n < MIN_TOPOLOGY_ROWS:
         raise InputError(f"{n} rows are too few to find the fiber's topology; state data.fiber_span and data.fiber_circles")
-    # one scale for all coordinates (as the models): a circle stays a circle
-    x = (x - x.mean(0)) / x.var(0).mean().sqrt().clamp_min(1e-12)
-    y = (y - y.mean(0)) / y.var(0).mean().sqrt().clamp_min(1e-12)
-    groups = num_groups or int(min(24, max(4, n // 50)))
-    distinct = torch.unique(y, dim=0).shape[0]
-    groups = max(1, min(groups, distinct))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        labels = KMeans(groups, n_init=4, random_state=seed).fit_predict(y.numpy())
+    groups, labels = _neighbourhoods(y, num_groups, seed)
     rng = np.random.default_rng(seed)
     sub = torch.as_tensor(rng.choice(n, min(n, max_points * 10), replace=False))
-    intrinsic = math.nan  # a column of few values (a setting, a rounded measurement) puts the rows on a lattice
-    if min(torch.unique(column).numel() for column in x.T) >= CONTINUOUS_SHARE * n:
-        # a fiber's dimension is the total space's less the base's (a submersion); a base of
-        # repeated values (classes) has dimension 0
-        base_dim = two_nn_dimension(y[sub])
-        intrinsic = two_nn_dimension(x[sub]) - (base_dim if math.isfinite(base_dim) else 0.0)
+    intrinsic = _fiber_dimension(x, y, sub)
     dims, circles = [], []
     for g in range(groups):
-        rows = np.flatnonzero(labels == g)
-        if rows.size < 10:
-            continue
-        residual = _residuals(x[rows], y[rows])
-        variance, axes = torch.linalg.eigh(torch.cov(residual.T))
-        variance, axes = variance.flip(0).clamp_min(0), axes.flip(1)
-        if float(variance[0]) <= 0:
-            continue
-        dim = int((variance >= min_variance * variance[0]).sum())
-        coords = (residual @ axes[:, : max(dim, 2)]).numpy()
-        if coords.shape[0] > max_points:
-            coords = coords[rng.choice(coords.shape[0], max_points, replace=False)]
-        bars = ripser(coords, maxdim=1)["dgms"][1]
-        radius = math.sqrt(2 * float(variance[0]))
-        life = bars[:, 1] - bars[:, 0] if len(bars) else np.zeros(0)
-        count = int(min(dim // 2, (life >= min_persistence * radius).sum()))
-        dims.append(dim if not math.isfinite(intrinsic) else min(dim, max(round(intrinsic), 2 * count, 1)))
-        circles.append(count)
+        shape = _group_shape(x, y, np.flatnonzero(labels == g), rng, min_variance, min_persistence, max_points)
+        if shape is not None:
+            dims.append(_capped_span(*shape, intrinsic))
+            circles.append(shape[1])
     if not dims:
         raise InputError(
             "no neighbourhood of the base has 10 or more rows to find the fiber's topology; "
@@ -134,6 +105,90 @@ def estimate_fiber_topology(
     span = round(statistics.median(dims))
     count = int(min(span // 2, round(statistics.median(circles))))
     return FiberTopology(span, count, len(dims), tuple(dims), tuple(circles))
+
+
+def _unit_scale(points: Tensor) -> Tensor:
+    """``points [N, d]`` centred and divided by one scale for all columns, the square root of their
+    mean variance: ``(p − p̄) / √(mean_j Var p_j)`` (floored at 1e-12), so a circle stays a circle."""
+    return (points - points.mean(0)) / points.var(0).mean().sqrt().clamp_min(1e-12)
+
+
+def _neighbourhoods(y: Tensor, num_groups: int | None, seed: int) -> tuple[int, np.ndarray]:
+    """``(groups, labels [N])``: the k-means cells (seeded, 4 starts) of the base points ``y [N, d_B]``.
+
+    ``groups`` is ``num_groups`` (``None``: N / 50, between 4 and 24), at most the number of distinct
+    base points and at least 1; a cell's label is in ``range(groups)``.
+    """
+    n = y.shape[0]
+    groups = num_groups or int(min(24, max(4, n // 50)))
+    distinct = torch.unique(y, dim=0).shape[0]
+    groups = max(1, min(groups, distinct))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = KMeans(groups, n_init=4, random_state=seed).fit_predict(y.numpy())
+    return groups, labels
+
+
+def _fiber_dimension(x: Tensor, y: Tensor, sub: Tensor) -> float:
+    """The fiber's intrinsic dimension ``d̂_E − d̂_B`` (TwoNN of the rows ``sub`` of ``x`` and of
+    ``y``; a base of repeated values, such as classes, has dimension 0), or NaN when a column of
+    ``x`` has distinct values in fewer than ``CONTINUOUS_SHARE`` of the rows (a setting, a rounded
+    measurement: the rows lie on a lattice, whose nearest neighbours say nothing of the dimension)."""
+    if min(torch.unique(column).numel() for column in x.T) < CONTINUOUS_SHARE * x.shape[0]:
+        return math.nan
+    # a fiber's dimension is the total space's less the base's (a submersion)
+    base_dim = two_nn_dimension(y[sub])
+    return two_nn_dimension(x[sub]) - (base_dim if math.isfinite(base_dim) else 0.0)
+
+
+def _group_shape(
+    x: Tensor,
+    y: Tensor,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    min_variance: float,
+    min_persistence: float,
+    max_points: int,
+) -> tuple[int, int] | None:
+    """``(span, circles)`` of the fiber seen from one neighbourhood, the ``rows`` of
+    ``(x [N, d_E], y [N, d_B])``; ``None`` when they are fewer than 10 or their residuals
+    (:func:`_residuals`) do not vary.
+
+    The span counts the principal components of the residuals with variance ``λ_i ≥ min_variance·λ_1``;
+    the circles are counted (:func:`_circle_count`) in the coordinates along the first
+    ``max(span, 2)`` of them, at most ``max_points`` rows (drawn from ``rng`` beyond), relative to
+    the radius ``√(2 λ_1)``.
+    """
+    if rows.size < 10:
+        return None
+    residual = _residuals(x[rows], y[rows])
+    variance, axes = torch.linalg.eigh(torch.cov(residual.T))
+    variance, axes = variance.flip(0).clamp_min(0), axes.flip(1)
+    if float(variance[0]) <= 0:
+        return None
+    dim = int((variance >= min_variance * variance[0]).sum())
+    coords = (residual @ axes[:, : max(dim, 2)]).numpy()
+    if coords.shape[0] > max_points:
+        coords = coords[rng.choice(coords.shape[0], max_points, replace=False)]
+    radius = math.sqrt(2 * float(variance[0]))
+    return dim, _circle_count(coords, radius, dim, min_persistence)
+
+
+def _circle_count(coords: np.ndarray, radius: float, span: int, min_persistence: float) -> int:
+    """How many H1 classes of the Vietoris–Rips filtration of ``coords [n, k]`` (ripser) live at
+    least ``min_persistence · radius``, at most ``span // 2`` (a circle spans 2 directions)."""
+    from ripser import ripser
+
+    bars = ripser(coords, maxdim=1)["dgms"][1]
+    life = bars[:, 1] - bars[:, 0] if len(bars) else np.zeros(0)
+    return int(min(span // 2, (life >= min_persistence * radius).sum()))
+
+
+def _capped_span(span: int, circles: int, intrinsic: float) -> int:
+    """A group's principal-component ``span`` capped by the fiber's ``intrinsic`` dimension, raised
+    to twice its circle count (module docstring): ``min(span, max(round(d̂), 2c, 1))``; the
+    principal-component count alone when ``intrinsic`` is NaN."""
+    return span if not math.isfinite(intrinsic) else min(span, max(round(intrinsic), 2 * circles, 1))
 
 
 def _residuals(x: Tensor, y: Tensor) -> Tensor:

@@ -17,15 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import OmegaConf
 from yaml import YAMLError  # type: ignore[import-untyped]  # PyYAML, OmegaConf's parser
 
 from bundlenet.errors import InputError
 from bundlenet.evaluation.metrics import FIBER_SCORES, METRICS, CloudMetrics
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("bundlenet.evaluation.report")
 
@@ -138,74 +143,107 @@ def varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
 
 
-_EXTRA = tuple((m.name, m.label, m.ratio) for m in FIBER_SCORES)
+Extra = tuple[str, str, bool]  # a fiber score's (name, column label, reported as model / floor)
+_EXTRA: tuple[Extra, ...] = tuple((m.name, m.label, m.ratio) for m in FIBER_SCORES)
 
 
 def scope_table(runs: list[Run], scope: str, root: Path | None = None) -> str:
-    """One Markdown table of ``scope`` ('fiber' or 'global') metrics over all runs."""
+    """One Markdown table of ``scope`` ('fiber' or 'global') metrics over all runs.
+
+    Columns: data, model, every swept override, each metric's mean [95% CI], W2 over its noise
+    floor, the fiber scores some run holds, training seconds and the run directory (relative to
+    ``root`` when under it). Per data set (:func:`_data_sets`): a noise-floor row, then one row per
+    run, the best model mean of each metric in bold when more than one run has the scope.
+    """
     names = CloudMetrics.names()
     swept = varying(runs)
-    extra = [
-        (n, label, ratio)
-        for n, label, ratio in _EXTRA
-        if any(isinstance(r.evaluation.get(scope), dict) and n in r.evaluation[scope] for r in runs)
-    ]
+    extra = [e for e in _EXTRA if any(isinstance(r.evaluation.get(scope), dict) and e[0] in r.evaluation[scope] for r in runs)]
+    lines = _table_head(swept, names, extra)
+    for data, group in _data_sets(runs, swept):
+        applicable = [r for r in group if isinstance(r.evaluation.get(scope), dict)]
+        if applicable:
+            lines.append(_floor_row(data, applicable[0].evaluation[scope], len(swept), names, extra))
+        best = _best_means(applicable, scope, names)
+        for run in group:
+            cells = _metric_cells(run.evaluation.get(scope), names, extra, best, len(applicable) > 1)
+            lines.append(_run_row(data, run, swept, cells, root))
+    return "\n".join(lines)
+
+
+def _table_head(swept: list[str], names: tuple[str, ...], extra: list[Extra]) -> list[str]:
+    """The header line and the alignment line of :func:`scope_table` (names left, numbers right)."""
     header = ["data", "model", *swept, *[METRICS[n].label for n in names], "W2 / floor", *[e[1] for e in extra], "train s", "run"]
-    lines = [
+    return [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] * (2 + len(swept)) + ["---:"] * (len(header) - 3 - len(swept)) + ["---"]) + "|",
     ]
-    # a swept data option (e.g. data.base of digits) makes a data set of its own, with its own floor
+
+
+def _data_sets(runs: list[Run], swept: list[str]) -> list[tuple[str, list[Run]]]:
+    """``(label, runs)`` per data set, in ``DATA_ORDER``; a swept data option (e.g. ``data.base``
+    of digits) makes a data set of its own, with its own floor, labelled ``name key=value``. The
+    runs of one are in ``MODEL_ORDER``, then by their swept values."""
     data_keys = [k for k in swept if k.startswith("data.")]
     by_data: dict[tuple[str, ...], list[Run]] = {}
     for run in runs:
         by_data.setdefault((run.data, *(run.overrides.get(k, "") for k in data_keys)), []).append(run)
-    for key in sorted(by_data, key=lambda d: (_order(d[0], DATA_ORDER), d[1:])):
-        data = key[0] + "".join(f" {k}={v}" for k, v in zip(data_keys, key[1:]))
-        group = sorted(by_data[key], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept]))
-        applicable = [r for r in group if isinstance(r.evaluation.get(scope), dict)]
-        if applicable:
-            floor = applicable[0].evaluation[scope]
-            floor_extra = [("1" if ratio else _cell(floor[n]["noise_floor"]) if n in floor else "") for n, _, ratio in extra]
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        data,
-                        "*noise floor*",
-                        *[""] * len(swept),
-                        *[_cell(floor[n]["noise_floor"]) for n in names],
-                        "1",
-                        *floor_extra,
-                        "",
-                        "",
-                    ]
-                )
-                + " |"
-            )
-        best = {}
-        for n in names:
-            means = [r.evaluation[scope][n]["model"]["mean"] for r in applicable]
-            finite = [m for m in means if m is not None and math.isfinite(m)]
-            best[n] = min(finite) if finite else None
-        for run in group:
-            results = run.evaluation.get(scope)
-            seconds = run.metrics.get("train_seconds")
-            train = f"{seconds:.0f}" if isinstance(seconds, (int, float)) else ""
-            if not isinstance(results, dict):
-                cells = ["n/a (unconditional)"] + [""] * (len(names) + len(extra))
-            else:
-                cells = [
-                    _cell(results[n]["model"], bold=results[n]["model"]["mean"] == best[n] and len(applicable) > 1) for n in names
-                ]
-                cells.append(_ratio(results["w2"]))
-                for n, _, ratio in extra:
-                    cells.append("" if n not in results else _ratio(results[n]) if ratio else _cell(results[n]["model"]))
-            where = str(run.path.relative_to(root)) if root is not None and run.path.is_relative_to(root) else str(run.path)
-            lines.append(
-                "| " + " | ".join([data, run.model, *[run.overrides.get(k, "") for k in swept], *cells, train, where]) + " |"
-            )
-    return "\n".join(lines)
+    return [
+        (
+            key[0] + "".join(f" {k}={v}" for k, v in zip(data_keys, key[1:])),
+            sorted(by_data[key], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept])),
+        )
+        for key in sorted(by_data, key=lambda d: (_order(d[0], DATA_ORDER), d[1:]))
+    ]
+
+
+def _floor_row(data: str, floor: dict[str, Any], num_swept: int, names: tuple[str, ...], extra: list[Extra]) -> str:
+    """The *noise floor* row of a data set: each metric's two-true-samples value (``floor``, one
+    run's scope results), 1 for W2 / floor and for the ratio scores, no seconds, no run."""
+    floor_extra = [("1" if ratio else _cell(floor[n]["noise_floor"]) if n in floor else "") for n, _, ratio in extra]
+    cells = [
+        data,
+        "*noise floor*",
+        *[""] * num_swept,
+        *[_cell(floor[n]["noise_floor"]) for n in names],
+        "1",
+        *floor_extra,
+        "",
+        "",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _best_means(applicable: list[Run], scope: str, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Per metric, the lowest finite model mean over the runs that have ``scope`` (``None``: none)."""
+    best = {}
+    for n in names:
+        means = [r.evaluation[scope][n]["model"]["mean"] for r in applicable]
+        finite = [m for m in means if m is not None and math.isfinite(m)]
+        best[n] = min(finite) if finite else None
+    return best
+
+
+def _metric_cells(
+    results: Any, names: tuple[str, ...], extra: list[Extra], best: dict[str, float | None], bold_best: bool
+) -> list[str]:
+    """A run's metric cells: each metric's mean [CI] (bold where it is ``best`` and ``bold_best``),
+    W2 / floor, then the fiber scores (a ratio or a value; empty where the run lacks one).
+    Results that are not a mapping (an unconditional model has no fibers) read ``n/a``."""
+    if not isinstance(results, dict):
+        return ["n/a (unconditional)"] + [""] * (len(names) + len(extra))
+    cells = [_cell(results[n]["model"], bold=results[n]["model"]["mean"] == best[n] and bold_best) for n in names]
+    cells.append(_ratio(results["w2"]))
+    for n, _, ratio in extra:
+        cells.append("" if n not in results else _ratio(results[n]) if ratio else _cell(results[n]["model"]))
+    return cells
+
+
+def _run_row(data: str, run: Run, swept: list[str], cells: list[str], root: Path | None) -> str:
+    """One run's row: data, model, its swept values, ``cells``, training seconds and its directory."""
+    seconds = run.metrics.get("train_seconds")
+    train = f"{seconds:.0f}" if isinstance(seconds, (int, float)) else ""
+    where = str(run.path.relative_to(root)) if root is not None and run.path.is_relative_to(root) else str(run.path)
+    return "| " + " | ".join([data, run.model, *[run.overrides.get(k, "") for k in swept], *cells, train, where]) + " |"
 
 
 def _ratio(result: dict[str, Any]) -> str:
@@ -258,45 +296,15 @@ def time_curves(runs: list[Run]) -> list[Curve]:
     curve ends with the final models at the runs' mean training time instead of repeating the
     final model at budgets it never reached.
     """
-    import statistics
-
-    from scipy import stats
-
-    swept = [k for k in varying(runs) if k != "seed"]
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        if run.budgets:
-            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in swept)
-            groups.setdefault((run.data, label), []).append(run)
     curves = []
-    for (data, model), members in groups.items():
-        every = sorted({b["budget_s"] for r in members for b in r.budgets})
-        budgets = [b for b in every if all(_reached(r, b) is not None for r in members)]
-        seconds = [r.metrics.get("train_seconds") for r in members]
-        end = len(budgets) < len(every) and all(isinstance(t, (int, float)) for t in seconds)
-        end_x = statistics.fmean(cast(list[float], seconds)) if end else 0.0
-        end = end and (not budgets or end_x > budgets[-1])
+    for (data, model), members in _time_groups(runs).items():
+        budgets, end, end_x = _common_budgets(members)
         for metric, field_name, _ in TIME_METRICS:
-            columns = [
-                [_value(cast(dict[str, Any], _reached(r, b))["fiber"], metric, field_name) for r in members] for b in budgets
-            ]
-            if end:
-                columns.append([_value(r.metrics.get("fiber"), metric, field_name) for r in members])
+            columns = _budget_columns(members, budgets, end, metric, field_name)
             if not columns or any(v is None for column in columns for v in column):
                 continue
-            means, halves, lows, highs = [], [], [], []
-            for column in columns:
-                values = [float(cast(float, v)) for v in column]
-                means.append(statistics.fmean(values))
-                lows.append(min(values))
-                highs.append(max(values))
-                n = len(values)
-                halves.append(
-                    float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan")
-                )
-            steps = [statistics.fmean([float(cast(dict[str, Any], _reached(r, b))["step"]) for r in members]) for b in budgets]
-            if end:
-                steps.append(statistics.fmean([float(r.metrics.get("steps") or 0) for r in members]))
+            means, halves, lows, highs = _seed_summary(cast(list[list[float]], columns))
+            steps = _mean_steps(members, budgets, end)
             curves.append(
                 Curve(
                     data,
@@ -313,6 +321,67 @@ def time_curves(runs: list[Run]) -> list[Curve]:
                 )
             )
     return curves
+
+
+def _time_groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """The runs with ``budgets.json`` by ``(data, label)``, the label being the model and every
+    swept override other than the seed (``model key=value ...``), in the runs' order."""
+    swept = [k for k in varying(runs) if k != "seed"]
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if run.budgets:
+            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in swept)
+            groups.setdefault((run.data, label), []).append(run)
+    return groups
+
+
+def _common_budgets(members: list[Run]) -> tuple[list[float], bool, float]:
+    """``(budgets, end, end_x)`` of a curve: the budgets (ascending) that every member reached;
+    ``end`` when some member stopped before a later budget, every member has its training seconds
+    and their mean ``end_x`` comes after the last common budget (``end_x`` is 0 without ``end``)."""
+    every = sorted({b["budget_s"] for r in members for b in r.budgets})
+    budgets = [b for b in every if all(_reached(r, b) is not None for r in members)]
+    seconds = [r.metrics.get("train_seconds") for r in members]
+    end = len(budgets) < len(every) and all(isinstance(t, (int, float)) for t in seconds)
+    end_x = statistics.fmean(cast(list[float], seconds)) if end else 0.0
+    end = end and (not budgets or end_x > budgets[-1])
+    return budgets, end, end_x
+
+
+def _budget_columns(
+    members: list[Run], budgets: list[float], end: bool, metric: str, field_name: str
+) -> list[list[float | None]]:
+    """Per budget (and, with ``end``, the end of training: ``metrics.json``), the members' fiber
+    value of ``metric`` (its ``field_name``: ``ratio`` or ``value``); ``None`` where one is missing
+    or not finite."""
+    columns = [[_value(cast(dict[str, Any], _reached(r, b))["fiber"], metric, field_name) for r in members] for b in budgets]
+    if end:
+        columns.append([_value(r.metrics.get("fiber"), metric, field_name) for r in members])
+    return columns
+
+
+def _seed_summary(columns: list[list[float]]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per column of seeds' values: the mean, the half-width ``t_{0.975, n−1} · s / √n`` of the 95%
+    t-interval (NaN for one seed), the lowest and the highest value."""
+    from scipy import stats
+
+    means, halves, lows, highs = [], [], [], []
+    for column in columns:
+        values = [float(v) for v in column]
+        means.append(statistics.fmean(values))
+        lows.append(min(values))
+        highs.append(max(values))
+        n = len(values)
+        halves.append(float(stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)) if n > 1 else float("nan"))
+    return means, halves, lows, highs
+
+
+def _mean_steps(members: list[Run], budgets: list[float], end: bool) -> list[float]:
+    """The members' mean training step at each budget (and, with ``end``, at the end of training)."""
+    steps = [statistics.fmean([float(cast(dict[str, Any], _reached(r, b))["step"]) for r in members]) for b in budgets]
+    if end:
+        steps.append(statistics.fmean([float(r.metrics.get("steps") or 0) for r in members]))
+    return steps
 
 
 def time_table(curves: list[Curve]) -> str:
@@ -359,49 +428,62 @@ def plot_time_curves(path: Path, curves: list[Curve]) -> None:
             if not drawn:
                 ax.axis("off")
                 continue
-            for c in drawn:
-                below = [m - lo for m, lo in zip(c.mean, c.low)] if c.low else None
-                above = [hi - m for m, hi in zip(c.mean, c.high)] if c.high else None
-                ax.errorbar(
-                    c.budgets,
-                    c.mean,
-                    yerr=None if below is None else [below, above],
-                    marker="o",
-                    capsize=3,
-                    label=c.model,
-                    color=colour[c.model],
-                )
-                if c.end:  # the end of training, before the next budget: a square, no tick
-                    ax.plot(
-                        c.budgets[-1:],
-                        c.mean[-1:],
-                        marker="s",
-                        markersize=8,
-                        fillstyle="none",
-                        linestyle="",
-                        color=colour[c.model],
-                    )
-            ticks = sorted({b for c in drawn for b in (c.budgets[:-1] if c.end else c.budgets)})
-            ax.set_xscale("log")
-            ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
-            ax.minorticks_off()
+            _draw_panel(ax, drawn, colour)
             if i == 0:
                 ax.set_title(data)
             if not any(c.data == d and c.metric == metric for d in datas[:j] for c in curves):  # the row's first panel
                 ax.set_ylabel(label, fontsize=8)
             if i == len(metrics) - 1 or not any(c.data == data and c.metric == metrics[i + 1][0] for c in curves):
                 ax.set_xlabel("training seconds (1 thread)")
+    _finish_figure(fig, models, colour, any(c.end for c in curves), len(metrics))
+    save_figure(fig, path)
+
+
+def _draw_panel(ax: Axes, drawn: list[Curve], colour: dict[str, Any]) -> None:
+    """One panel: each curve's means against its budgets (log x), bars from the lowest to the
+    highest seed, a hollow square at an end of training; ticks at the budgets only."""
+    for c in drawn:
+        below = [m - lo for m, lo in zip(c.mean, c.low)] if c.low else None
+        above = [hi - m for m, hi in zip(c.mean, c.high)] if c.high else None
+        ax.errorbar(
+            c.budgets,
+            c.mean,
+            yerr=None if below is None else [below, cast(list[float], above)],
+            marker="o",
+            capsize=3,
+            label=c.model,
+            color=colour[c.model],
+        )
+        if c.end:  # the end of training, before the next budget: a square, no tick
+            ax.plot(
+                c.budgets[-1:],
+                c.mean[-1:],
+                marker="s",
+                markersize=8,
+                fillstyle="none",
+                linestyle="",
+                color=colour[c.model],
+            )
+    ticks = sorted({b for c in drawn for b in (c.budgets[:-1] if c.end else c.budgets)})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
+    ax.minorticks_off()
+
+
+def _finish_figure(fig: Figure, models: list[str], colour: dict[str, Any], ends: bool, num_metrics: int) -> None:
+    """The figure's legend (a model per entry, 4 to a row, at the bottom), its title (naming the
+    squares when some curve ``ends`` before a budget) and a layout that leaves the legend room."""
+    from bundlenet.evaluation.plotting import plt
+
     handles = [plt.Line2D([], [], color=colour[m], marker="o", label=m) for m in models]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 4), fontsize=8, frameon=False)
-    ends = any(c.end for c in curves)
     fig.suptitle(
         "Fiber quality against training time: mean over seeds; bars: lowest to highest seed"
         + ("; squares: the end of training (the runs stopped before the next budget)" if ends else ""),
         fontsize=9,
     )
     rows = math.ceil(len(models) / 4)
-    fig.tight_layout(rect=(0, 0.25 * rows / (2.6 * len(metrics) + 0.6) + 0.02, 1, 1))
-    save_figure(fig, path)
+    fig.tight_layout(rect=(0, 0.25 * rows / (2.6 * num_metrics + 0.6) + 0.02, 1, 1))
 
 
 def build_report(root: Path) -> str:
