@@ -190,8 +190,8 @@ def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
                 continue
             c, i = row[metric]
             cells.append(_fmt(c.mean[i], c.half_width[i], bold=models_here > 1 and c.mean[i] == best[(data, metric)]))
-        first, at = next(iter(row.values()))
-        lines.append("| " + " | ".join([data, model, f"{first.steps[at]:.0f}", *cells, str(first.seeds)]) + " |")
+        first, index = next(iter(row.values()))
+        lines.append("| " + " | ".join([data, model, f"{first.steps[index]:.0f}", *cells, str(first.seeds)]) + " |")
     return "\n".join(lines)
 
 
