@@ -9,7 +9,7 @@ import torch
 from bundlenet.bundles.base import BundleSpec, ColumnSupport
 from bundlenet.data.columns import infer_supports
 from bundlenet.errors import InputError
-from bundlenet.nn.support import SupportTransform
+from bundlenet.nn.support import Interval, LowerBound, SupportTransform, UpperBound
 
 
 def _table(n: int = 2000) -> torch.Tensor:
@@ -70,6 +70,35 @@ def test_a_spec_without_supports_is_the_identity() -> None:
     t = SupportTransform(BundleSpec(("y",), ("a", "b")))
     x = torch.randn(10, 2)
     assert not t.active and t(x) is x and t.inverse(x) is x
+
+
+def _bound_map(kind: str) -> tuple[LowerBound | UpperBound | Interval, torch.Tensor]:
+    """A smooth bound map in float64 with parameters away from 0 and 1, and points ``u [40, 3]``
+    that reach from deep in the bend at the bound to where the map is nearly the identity."""
+    z = 16 * torch.rand(40, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64) - 8
+    lower = torch.tensor([-1.3, 0.4, 2.5], dtype=torch.float64)
+    width = torch.tensor([0.37, 1.9, 0.05], dtype=torch.float64)
+    if kind == "lower":
+        return LowerBound(lower, width), lower + width * z
+    if kind == "upper":
+        return UpperBound(lower, width), lower - width * z
+    upper = lower + torch.tensor([0.6, 3.7, 11.0], dtype=torch.float64)
+    return Interval(lower, upper), (lower + upper) / 2 + (upper - lower) / 4 * z
+
+
+@pytest.mark.parametrize("kind", ["lower", "upper", "interval"])
+def test_bound_maps_invert_and_carry_the_log_jacobian_of_autograd(kind: str) -> None:
+    """Every smooth column map: its values lie in its codomain, inverse∘forward is the
+    identity, and ``log_abs_det_jacobian`` is log|diagonal| of the autograd Jacobian, which has
+    nothing off its diagonal (the maps act per column)."""
+    t, u = _bound_map(kind)
+    x = t(u)
+    assert bool(t.codomain.check(x).all())
+    torch.testing.assert_close(t.inv(x), u, rtol=1e-9, atol=1e-9)
+    jacobian = torch.autograd.functional.jacobian(t, u).reshape(u.numel(), u.numel())
+    diagonal = jacobian.diagonal()
+    assert int(torch.count_nonzero(jacobian - torch.diag(diagonal))) == 0
+    torch.testing.assert_close(t.log_abs_det_jacobian(u, x), diagonal.abs().log().reshape(u.shape), rtol=0, atol=1e-10)
 
 
 def test_bundlenet_rounds_discrete_columns_so_that_samples_stay_over_their_base() -> None:
