@@ -88,6 +88,25 @@ def test_log_prob_is_a_density_in_the_data_units() -> None:
     torch.testing.assert_close((scaled - math.log(2.0))[away], density.log()[away], rtol=1e-4, atol=1e-4)
 
 
+def test_log_prob_of_a_point_mass_is_its_cell_not_a_zero_jacobian() -> None:
+    """A column with a point mass at its bound (exact zeros): the map is flat there, so the
+    value counts as a cell (the model's density at its image, no Jacobian), as a discrete value
+    does; values above the bound keep the Jacobian of every map."""
+    spec = BundleSpec(("y",), ("dose",), total_support=(ColumnSupport(lower=0.0, atoms=(0.0,)),))
+    model = gaussian_model(spec)
+    points = torch.tensor([[0.0], [0.5], [2.0]])
+    base = torch.tensor([[0.3]])
+    got = model.log_prob(points, base)
+    u = model.standardize(points, dequantize=False)
+    y = model.base_scaler(base).expand(3, -1)
+    expected = model.density_std(u, y)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got[0], expected[0])  # the point mass: the cell's density
+    jacobian = torch.autograd.functional.jacobian(lambda v: model.standardize(v, dequantize=False), points[1:])
+    diag = torch.stack([jacobian[i, 0, i, 0] for i in range(2)])
+    torch.testing.assert_close(got[1:], expected[1:] + diag.abs().log())
+
+
 @pytest.mark.parametrize("name", ["cflow", "cfm"])
 def test_baseline_log_prob_integrates_to_one(name: str) -> None:
     from bundlenet.models.baselines.cflow import ConditionalFlow

@@ -561,16 +561,17 @@ class BundleModel(pl.LightningModule, ABC):
         gen = torch.Generator(device=scaled.device).manual_seed(int(seed))
         out = []
         continuous = self.columns.num_values == 0 if self.columns.active else torch.ones(self.spec.total_dim, dtype=torch.bool)
+        scales = scaled.new_zeros(self.spec.total_dim)
+        if units == "original" and self.spec.total_scale is not None:
+            scales = torch.tensor(self.spec.total_scale, dtype=scaled.dtype, device=scaled.device).log()
         for xs, ys in zip(scaled.split(4096), y.split(4096)):
             pushed = torch.func.jvp(lambda v: self.standardize(v, dequantize=False), (xs,), (torch.ones_like(xs),))
             u, diag = pushed[0], pushed[1]  # the maps act per column: the tangent of ones is the Jacobian's diagonal
-            log_jac = torch.where(continuous.to(xs.device), diag.abs().clamp_min(1e-30).log(), 0.0).sum(1)
+            # a value where its column's map is flat (a point mass) is a cell, as a discrete value is
+            counted = continuous.to(xs.device) & (diag != 0)
+            log_jac = torch.where(counted, diag.abs().log() - scales, 0.0).sum(1)
             out.append(self.density_std(u, self.base_scaler(ys), gen) + log_jac)
-        result = torch.cat(out)
-        if units == "original" and self.spec.total_scale is not None:
-            scales = torch.tensor(self.spec.total_scale, dtype=result.dtype, device=result.device)
-            result = result - torch.where(continuous.to(scales.device), scales.log(), 0.0).sum()
-        return result
+        return torch.cat(out)
 
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
