@@ -361,3 +361,16 @@ def test_a_broken_provenance_record_names_its_file(sweeps: Path, tmp_path: Path)
     manifest = load_manifest(write_manifest(tmp_path))
     with pytest.raises(InputError, match=r"cannot read .*a/0/provenance\.json"):
         write_outputs(manifest, sweeps, tmp_path / "docs", "cmd", only=["results/at_30.md"])
+
+
+def test_docs_tables_know_a_run_by_its_data_model_and_seed() -> None:
+    # sweeps made by different commands differ in overrides that do not tell models apart
+    from bundlenet.evaluation.docs import _select
+    from bundlenet.evaluation.report import Run
+
+    runs = [
+        Run(Path("a"), "torus", "cfm", {}, {}, {"seed": "0", "trainer.max_steps": "2000"}),
+        Run(Path("b"), "torus", "cfm", {}, {}, {"seed": "1"}),
+        Run(Path("c"), "wine", "cfm", {}, {}, {"seed": "0"}),
+    ]
+    assert [r.overrides for r in _select(runs, {"data": ["torus"]})] == [{"seed": "0"}, {"seed": "1"}]

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,15 @@ def header(command: str, sources: str) -> str:
 
 # ----------------------------------------------------------------------------- snippet kinds
 def _select(runs: list[Run], options: dict[str, Any]) -> list[Run]:
+    """The runs of the output's data sets and models, each known by its data set, model and seed
+    only: the docs' sweeps give each model one configuration, and their commands' other overrides
+    (which differ between sweeps made by different commands) would split a model's rows."""
     data, models = options.get("data"), options.get("models")
-    return [r for r in runs if (not data or r.data in data) and (not models or r.model in models)]
+    return [
+        replace(r, overrides={k: v for k, v in r.overrides.items() if k == "seed"})
+        for r in runs
+        if (not data or r.data in data) and (not models or r.model in models)
+    ]
 
 
 def _fmt(value: float, half: float | None = None, bold: bool = False) -> str:
