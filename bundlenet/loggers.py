@@ -53,13 +53,14 @@ def quiet_lightning() -> None:
 def bare_trainer(**options: Any) -> pl.Trainer:
     """A Lightning :class:`~pytorch_lightning.Trainer` that only optimises: no logger, checkpoints,
     progress bar, model summary or validation (short fits: the topology check of
-    :mod:`bundlenet.selection`, the benchmark's timed steps). ``options`` are the Trainer's."""
-    return pl.Trainer(
+    :mod:`bundlenet.selection`, the benchmark's timed steps). ``options`` are the Trainer's, and
+    override those defaults."""
+    bare: dict[str, Any] = dict(
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        **options,
     )
+    return pl.Trainer(**{**bare, **options})

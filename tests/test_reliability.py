@@ -22,21 +22,12 @@ BASE = [[4.5, 0.0], [0.0, 4.5]]
 
 
 def _trainer(root: Path, callbacks: list[pl.Callback] | None = None, **kwargs: object) -> pl.Trainer:
+    from bundlenet.loggers import bare_trainer
+
     options: dict[str, object] = dict(
-        max_steps=10,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=root,
-        plugins=[StreamingCheckpointIO()],
+        max_steps=10, accelerator="cpu", devices=1, default_root_dir=root, plugins=[StreamingCheckpointIO()]
     )
-    options.update(kwargs)
-    return pl.Trainer(callbacks=[FinalCheckpoint(root / "checkpoints"), *(callbacks or [])], **options)
+    return bare_trainer(callbacks=[FinalCheckpoint(root / "checkpoints"), *(callbacks or [])], **{**options, **kwargs})
 
 
 def _step(path: Path) -> int:
