@@ -176,7 +176,8 @@ def _trainer_overrides(cfg: DictConfig, model: BundleModel) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val") is not None:
         # Lightning refuses trainer-side clipping with manual optimisation; such models clip themselves.
-        log.info("%s optimises manually: trainer.gradient_clip_val is not used (see model.grad_clip)", type(model).__name__)
+        hint = " (see model.grad_clip)" if "grad_clip" in model.hparams else ""
+        log.info("%s optimises manually: trainer.gradient_clip_val is not used%s", type(model).__name__, hint)
         extra["gradient_clip_val"] = None
     if cfg.trainer.get("check_val_every_n_epoch") is not None and isinstance(cfg.trainer.get("val_check_interval"), int):
         # validation counted in epochs: an integer step interval would have to fit inside one epoch

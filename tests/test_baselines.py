@@ -26,6 +26,7 @@ BASELINES = ["wgan", "cgan", "cgan_nbhd", "cgan_triv", "cflow", "cfm"]
 SMALL = {
     "cflow": ["model.num_blocks=2", "model.hidden_features=32", "model.depth=1"],
     "cfm": ["model.hidden_features=32", "model.depth=2", "model.ode_steps=4"],
+    "forestflow": ["model.n_t=4", "model.duplicate_K=3", "model.n_estimators=5", "model.max_depth=3"],  # tests/test_forestflow.py
 }
 SMALL_GAN = ["model.hidden_features=32", "model.depth=2"]
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bundlenet.evaluation.report")
 
-MODEL_ORDER = ("bundlenet", "bundlenet_paper", "cflow", "cfm", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
+MODEL_ORDER = ("bundlenet", "bundlenet_paper", "cflow", "cfm", "forestflow", "cgan", "cgan_nbhd", "cgan_triv", "wgan")
 DATA_ORDER = ("torus", "sliced_torus", "moebius", "wine", "airfoil", "csv")
 
 
