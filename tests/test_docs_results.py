@@ -374,3 +374,61 @@ def test_docs_tables_know_a_run_by_its_data_model_and_seed() -> None:
         Run(Path("c"), "wine", "cfm", {}, {}, {"seed": "0"}),
     ]
     assert [r.overrides for r in _select(runs, {"data": ["torus"]})] == [{"seed": "0"}, {"seed": "1"}]
+
+
+def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) -> None:
+    from bundlenet.evaluation.docs import runs_table
+    from bundlenet.evaluation.report import Run
+
+    def evaluation(w2: float, accuracy: float) -> dict[str, Any]:
+        return {
+            "fiber": {
+                "w2": {"ratio": w2},
+                "accuracy": {"model": {"mean": accuracy}, "noise_floor": {"mean": 0.973}, "ratio": None},
+            }
+        }
+
+    runs = [
+        Run(tmp_path / "d" / "1", "digits", "cfm", evaluation(1.22, 0.967), {"train_seconds": 186.4}, {"seed": "0"}),
+        Run(tmp_path / "d" / "0", "digits", "bundlenet", evaluation(1.0, 0.992), {"train_seconds": 350.0}, {"seed": "0"}),
+    ]
+    columns = [
+        {"metric": "w2", "heading": "fiber W2 / floor"},
+        {"metric": "accuracy", "part": "mean", "format": "percent", "lower_is_better": False},
+        {"metric": "train_seconds", "part": "metrics", "format": "integer", "heading": "training s"},
+    ]
+    table = runs_table(runs, {"columns": columns, "group": "none", "floor": "*real images (floor)*"}).splitlines()
+    assert table[0] == "| model | fiber W2 / floor | accuracy | training s |"
+    assert table[2:] == [
+        "| bundlenet | **1** | 99.2% | 350 |",  # model order; only lower-is-better columns in bold
+        "| cfm | 1.22 | 96.7% | **186** |",
+        "| *real images (floor)* | 1 | 97.3% |  |",
+    ]
+    # rows named by their model options, grouped by data set; one sweep's numbers from another file
+    arm = tmp_path / "arm" / "none"
+    arm.mkdir(parents=True)
+    (arm / "exact.json").write_text(json.dumps({"fiber": {"w2": {"ratio": 1.6}}}))
+    options = [
+        Run(tmp_path / "t" / "0", "torus", "bundlenet", evaluation(0.99, 0), {}, {"seed": "0", "model.fiber_context": "none"}),
+        Run(tmp_path / "t" / "1", "torus", "bundlenet", evaluation(1.11, 0), {}, {"seed": "0"}),
+        Run(arm, "csv", "bundlenet", {}, {}, {"data.path": "arm.csv", "model.fiber_context": "none"}),
+    ]
+    sweep_of = {options[0].path: "synthetic", options[1].path: "synthetic", arm: "arm"}
+    table = runs_table(
+        options,
+        {
+            "columns": columns[:1],
+            "rows": "options",
+            "group": "data",
+            "labels": {"csv": "robot arm"},
+            "file": {"arm": "exact.json"},
+            "sweep_of": sweep_of,
+        },
+    ).splitlines()
+    assert table[2:] == [
+        "| torus | defaults | 1.11 |",
+        "|  | `fiber_context=none` | **0.99** |",
+        "| robot arm | `fiber_context=none` | 1.6 |",
+    ]
+    with pytest.raises(InputError, match="needs a metric and a part"):
+        runs_table(runs, {"columns": [{"metric": "w2", "part": "median"}]})

@@ -148,13 +148,14 @@ def header(command: str, sources: str) -> str:
 
 
 # ----------------------------------------------------------------------------- snippet kinds
-def _select(runs: list[Run], options: dict[str, Any]) -> list[Run]:
+def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = False) -> list[Run]:
     """The runs of the output's data sets and models, each known by its data set, model and seed
-    only: the docs' sweeps give each model one configuration, and their commands' other overrides
-    (which differ between sweeps made by different commands) would split a model's rows."""
+    only (unless ``keep_overrides``): the docs' sweeps give each model one configuration, and their
+    commands' other overrides (which differ between sweeps made by different commands) would split
+    a model's rows."""
     data, models = options.get("data"), options.get("models")
     return [
-        replace(r, overrides={k: v for k, v in r.overrides.items() if k == "seed"})
+        r if keep_overrides else replace(r, overrides={k: v for k, v in r.overrides.items() if k == "seed"})
         for r in runs
         if (not data or r.data in data) and (not models or r.model in models)
     ]
@@ -207,45 +208,117 @@ def budgets_table(runs: list[Run], options: dict[str, Any]) -> str:
     return time_table(time_curves(_select(runs, options)))
 
 
-EXACT_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("w2", "ratio", "fiber W2 / floor"),
-    ("precision", "mean", "precision"),
-    ("coverage", "ratio", "coverage / floor"),
-    ("resimulation", "mean", "re-simulation error ‖π(x̂) − y‖"),
+@dataclass(frozen=True)
+class Column:
+    """A column of a runs table: a metric of the run's evaluation, its ``ratio`` to the floor or
+    its ``mean``, or (``part="metrics"``) a number of the run's ``metrics.json``; shown ``plain``
+    (3 significant digits), as a ``percent`` or as an ``integer``; the lowest of a group in bold
+    when ``lower_is_better``."""
+
+    metric: str
+    part: str = "ratio"
+    heading: str = ""
+    format: str = "plain"
+    lower_is_better: bool = True
+
+    @classmethod
+    def coerce(cls, item: Any) -> Column:
+        if isinstance(item, Column):
+            return item
+        if not isinstance(item, dict) or "metric" not in item or item.get("part", "ratio") not in ("ratio", "mean", "metrics"):
+            raise InputError(f"a runs table's column needs a metric and a part (ratio, mean or metrics): {item}")
+        return cls(**item)
+
+    def value(self, results: dict[str, Any], metrics: dict[str, Any]) -> float | None:
+        if self.part == "metrics":
+            v = metrics.get(self.metric)
+        else:
+            entry = results.get(self.metric) or {}
+            v = entry.get("ratio") if self.part == "ratio" else (entry.get("model") or {}).get("mean")
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+    def floor(self, results: dict[str, Any]) -> str:
+        """The noise floor's cell: 1 for a ratio, the floor's mean for a mean, nothing for metrics."""
+        if self.part == "ratio":
+            return "1"
+        v = ((results.get(self.metric) or {}).get("noise_floor") or {}).get("mean")
+        return self.show(float(v)) if self.part == "mean" and isinstance(v, (int, float)) else ""
+
+    def show(self, v: float, bold: bool = False) -> str:
+        text = {"percent": f"{100 * v:.3g}%", "integer": f"{v:.0f}"}.get(self.format, f"{v:.3g}")
+        return f"**{text}**" if bold else text
+
+
+EXACT_COLUMNS = (
+    Column("w2", "ratio", "fiber W2 / floor"),
+    Column("precision", "mean", "precision"),
+    Column("coverage", "ratio", "coverage / floor"),
+    Column("resimulation", "mean", "re-simulation error ‖π(x̂) − y‖"),
 )
 
 
-def exact_table(runs: list[Run], options: dict[str, Any]) -> str:
-    """One row per run of each sweep from its ``options['file']`` (``python -m bundlenet.evaluate
-    ... output=RUN/exact.json``: the final model against the bundle's exact fibers); the sweep's
-    ``labels`` entry names its rows; the best of each column within a sweep in bold."""
-    file = str(options.get("file", "exact.json"))
-    labels: dict[str, str] = options.get("labels") or {}
-    by_label: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for run in _select(runs, options):
-        path = run.path / file
+def _options_label(run: Run) -> str:
+    """A run's model options (its ``model.*`` overrides) as a row label, or ``defaults``."""
+    chosen = [f"`{k.removeprefix('model.')}={v}`" for k, v in sorted(run.overrides.items()) if k.startswith("model.")]
+    return ", ".join(chosen) or "defaults"
+
+
+def _results(run: Run, options: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation a runs table reads for ``run``: its ``evaluation.json`` or the file that
+    ``options['file']`` names (for every sweep, or per sweep as a mapping), at ``scope``."""
+    file = options.get("file", "evaluation.json")
+    if isinstance(file, dict):
+        file = file.get(options.get("sweep_of", {}).get(run.path, run.path.parent.name), "evaluation.json")
+    if file == "evaluation.json":
+        data = run.evaluation
+    else:
+        path = run.path / str(file)
         if not path.is_file():
             raise InputError(f"{path} not found; run its sweep's evaluate command (or --run-missing on a missing sweep)")
-        sweep = options.get("sweep_of", {}).get(run.path, run.path.parent.name)
-        by_label.setdefault(labels.get(sweep, sweep), []).append((run.model, _read(path)["fiber"]))
-    head = ["data", "model", *[c[2] for c in EXACT_COLUMNS]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(EXACT_COLUMNS)) + "|"]
-    for label, rows in by_label.items():
-        rows.sort(key=lambda r: _order(r[0], MODEL_ORDER))
+        data = _read(path)
+    return dict(data.get(str(options.get("scope", "fiber"))) or {})
 
-        def value(fiber: dict[str, Any], metric: str, part: str) -> float | None:
-            entry = fiber.get(metric) or {}
-            v = entry.get("ratio") if part == "ratio" else (entry.get("model") or {}).get("mean")
-            return float(v) if v is not None and math.isfinite(v) else None
 
-        best = {m: min((v for _, f in rows if (v := value(f, m, p)) is not None), default=None) for m, p, _ in EXACT_COLUMNS}
-        for i, (model, fiber) in enumerate(rows):
-            cells = []
-            for metric, part, _ in EXACT_COLUMNS:
-                v = value(fiber, metric, part)
-                cells.append("" if v is None else _fmt(v, bold=len(rows) > 1 and v == best[metric]))
-            lines.append("| " + " | ".join([label if i == 0 else "", model, *cells]) + " |")
+def runs_table(runs: list[Run], options: dict[str, Any]) -> str:
+    """One row per run: ``columns`` (:class:`Column`; default :data:`EXACT_COLUMNS`) of its
+    evaluation (:func:`_results`), rows named by ``rows`` (``model``, or ``options``: the run's
+    ``model.*`` overrides) and grouped by ``group`` (``sweep``, ``data`` or ``none``; ``labels``
+    names the groups). ``floor``: the label of a last row per group holding the noise floor; the
+    best of each column within a group in bold unless ``bold`` is false."""
+    columns = [Column.coerce(c) for c in options.get("columns") or EXACT_COLUMNS]
+    group, labels = str(options.get("group", "sweep")), dict(options.get("labels") or {})
+    by_options = options.get("rows", "model") == "options"
+    groups: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    for run in _select(runs, options, keep_overrides=True):
+        key = {"data": run.data, "none": ""}.get(group, options.get("sweep_of", {}).get(run.path, run.path.parent.name))
+        label = _options_label(run) if by_options else run.model
+        groups.setdefault(labels.get(key, key), []).append((label, _results(run, options), run.metrics))
+    head = (["data"] if group != "none" else []) + [
+        "options" if by_options else "model",
+        *[c.heading or c.metric for c in columns],
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (len(head) - len(columns)) + ["---:"] * len(columns)) + "|"]
+    for name, rows in groups.items():
+        rows.sort(key=lambda r: (r[0] != "defaults", r[0]) if by_options else _order(r[0], MODEL_ORDER))
+        values = [[c.value(res, met) for c in columns] for _, res, met in rows]
+        best = [min([x for v in values if (x := v[i]) is not None], default=None) for i in range(len(columns))]
+        bold = bool(options.get("bold", True)) and len(rows) > 1
+        for i, (label, _, _) in enumerate(rows):
+            cells = [
+                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j])
+                for j, (c, v) in enumerate(zip(columns, values[i], strict=True))
+            ]
+            lines.append("| " + " | ".join(([name if i == 0 else ""] if group != "none" else []) + [label, *cells]) + " |")
+        if options.get("floor"):
+            floor = [c.floor(rows[0][1]) for c in columns]
+            lines.append("| " + " | ".join(([""] if group != "none" else []) + [str(options["floor"]), *floor]) + " |")
     return "\n".join(lines)
+
+
+def exact_table(runs: list[Run], options: dict[str, Any]) -> str:
+    """:func:`runs_table` of each run's ``exact.json`` (``python -m bundlenet.evaluate ...
+    output=RUN/exact.json``: the final model against the bundle's exact fibers)."""
+    return runs_table(runs, {"file": "exact.json", **options})
 
 
 def evaluation_rows(runs: list[Run], options: dict[str, Any]) -> str:
@@ -274,6 +347,7 @@ KINDS: dict[str, Callable[[list[Run], dict[str, Any]], str]] = {
     "budget": budget_table,
     "budgets": budgets_table,
     "exact": exact_table,
+    "runs": runs_table,
     "evaluation": evaluation_rows,
 }
 # snippets made without runs: a bash block of sweeps' commands, and rows of a benchmark.json

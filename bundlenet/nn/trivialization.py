@@ -21,8 +21,31 @@ from torch import Tensor, nn
 from bundlenet.errors import InputError
 from bundlenet.geometry import distinct_rows
 from bundlenet.nn.fiber_prior import FiberLatent
+from bundlenet.nn.spline import rational_quadratic_spline
 
 Coupling = Literal["rq_spline", "affine"]
+
+
+class SplineCoupling(PiecewiseRationalQuadraticCouplingTransform):
+    """nflows' rational-quadratic spline coupling with linear tails (its parameters, its
+    initialisation, its scaling of the width and height logits by √hidden_features), evaluated by
+    :func:`bundlenet.nn.spline.rational_quadratic_spline`: the same function, without nflows'
+    masked indexing."""
+
+    def __init__(self, mask: Tensor, transform_net_create_fn: object, num_bins: int = 8, tail_bound: float = 5.0) -> None:
+        super().__init__(mask, transform_net_create_fn, num_bins=num_bins, tails="linear", tail_bound=tail_bound)
+
+    def _piecewise_cdf(self, inputs: Tensor, transform_params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
+        bins = self.num_bins
+        scale = float(self.transform_net.hidden_features) ** 0.5
+        return rational_quadratic_spline(
+            inputs,
+            transform_params[..., :bins] / scale,
+            transform_params[..., bins : 2 * bins] / scale,
+            transform_params[..., 2 * bins :],
+            inverse=inverse,
+            bound=float(self.tail_bound),
+        )
 
 
 class ConditionalMLP(nn.Module):
@@ -132,11 +155,7 @@ class LocalTrivialization(nn.Module):
         for i in range(num_blocks):
             mask = torch.arange(features) % 2 == i % 2
             if coupling == "rq_spline":
-                transforms.append(
-                    PiecewiseRationalQuadraticCouplingTransform(
-                        mask, subnet, num_bins=num_bins, tails="linear", tail_bound=tail_bound
-                    )
-                )
+                transforms.append(SplineCoupling(mask, subnet, num_bins=num_bins, tail_bound=tail_bound))
             else:
                 transforms.append(AffineCouplingTransform(mask, subnet))
             transforms.append(RandomPermutation(features))
@@ -222,11 +241,10 @@ class FiberFlow(nn.Module):
         chart = slice(base_features, base_features + chart_features) if chart_features else None
 
         def coupling(mask: Tensor, context: slice | None, context_features: int) -> Transform:
-            return PiecewiseRationalQuadraticCouplingTransform(
+            return SplineCoupling(
                 mask,
                 lambda i, o: _ContextSlice(ConditionalMLP(i, o, context_features, hidden_features, depth), context),
                 num_bins=num_bins,
-                tails="linear",
                 tail_bound=tail_bound,
             )
 
