@@ -222,23 +222,11 @@ SETTINGS_TABLES = {
     ("sampling.md", "The sample command", "| option | default | meaning |"),
 }
 # Results whose runs are not among the manifest's sweeps; each states the command that made it.
-# The benchmark's full run (20 minutes of two cores) and the ablation and digits sweeps.
+# The benchmark's full run (20 minutes of two cores).
 STATED_COMMAND_TABLES = {
     ("performance.md", "Measurements", "| row (`--rows` name) | figure | reference (authors' code, 1 thread) |"),
     ("performance.md", "Scaling", "| points | s/step | s/epoch | peak RSS |"),
     ("performance.md", "Scaling", "| neighbourhoods | s/step (1000 points, full batch) |"),
-    ("models.md", "Which options win where", "| options | torus | Möbius band | robot arm (`data=csv`) |"),
-    (
-        "images.md",
-        "Results",
-        "| model | fiber W2 / floor | image MMD / floor | coverage / floor | classified as their digit "
-        "| classifier confidence | training s |",
-    ),
-    (
-        "images.md",
-        "Results",
-        "| model | fiber W2 / floor | image MMD / floor | coverage / floor | ink error | classifier confidence | training s |",
-    ),
 }
 
 
@@ -337,8 +325,8 @@ def test_exact_evaluation_benchmark_and_copied_figure(sweeps: Path, tmp_path: Pa
     loaded = load_manifest(path)
     write_outputs(loaded, sweeps, docs, cmd, only=["results/exact.md"], overrides={"a": sweeps / "a"})
     exact = (docs / "results" / "exact.md").read_text()
-    assert "| robot arm | bundlenet | 1.2 | **0.01** |  | **0.006** |" in exact  # ties: both in bold
-    assert "|  | bundlenet | **1.05** | **0.01** |" in exact
+    assert "| robot arm | bundlenet | 1.20 | **0.0100** |  | **0.00600** |" in exact  # ties: both in bold
+    assert "|  | bundlenet | **1.05** | **0.0100** |" in exact
     with pytest.raises(InputError, match="needs one run, found 0"):
         write_outputs(loaded, sweeps, docs, cmd, only=["results/one.md"])
     with pytest.raises(InputError, match="needs one run, found 2"):
@@ -400,9 +388,9 @@ def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) ->
     table = runs_table(runs, {"columns": columns, "group": "none", "floor": "*real images (floor)*"}).splitlines()
     assert table[0] == "| model | fiber W2 / floor | accuracy | training s |"
     assert table[2:] == [
-        "| bundlenet | **1** | 99.2% | 350 |",  # model order; only lower-is-better columns in bold
+        "| bundlenet | **1.00** | 99.2% | 350 |",  # model order; only lower-is-better columns in bold
         "| cfm | 1.22 | 96.7% | **186** |",
-        "| *real images (floor)* | 1 | 97.3% |  |",
+        "| *real images (floor)* | 1 | 97.3% |  |",  # a ratio's floor is 1 by definition
     ]
     # rows named by their model options, grouped by data set; one sweep's numbers from another file
     arm = tmp_path / "arm" / "none"
@@ -411,9 +399,10 @@ def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) ->
     options = [
         Run(tmp_path / "t" / "0", "torus", "bundlenet", evaluation(0.99, 0), {}, {"seed": "0", "model.fiber_context": "none"}),
         Run(tmp_path / "t" / "1", "torus", "bundlenet", evaluation(1.11, 0), {}, {"seed": "0"}),
+        Run(tmp_path / "t" / "2", "torus", "bundlenet", evaluation(1.1, 0), {}, {"model.learn_widths": "True"}),
         Run(arm, "csv", "bundlenet", {}, {}, {"data.path": "arm.csv", "model.fiber_context": "none"}),
     ]
-    sweep_of = {options[0].path: "synthetic", options[1].path: "synthetic", arm: "arm"}
+    sweep_of = {options[0].path: "synthetic", options[1].path: "synthetic", options[2].path: "synthetic", arm: "arm"}
     table = runs_table(
         options,
         {
@@ -427,8 +416,9 @@ def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) ->
     ).splitlines()
     assert table[2:] == [
         "| torus | defaults | 1.11 |",
-        "|  | `fiber_context=none` | **0.99** |",
-        "| robot arm | `fiber_context=none` | 1.6 |",
+        "|  | `fiber_context=none` | **0.990** |",
+        "|  | `learn_widths=true` | 1.10 |",  # as typed, not as the multirun recorded it
+        "| robot arm | `fiber_context=none` | 1.60 |",
     ]
     with pytest.raises(InputError, match="needs a metric and a part"):
         runs_table(runs, {"columns": [{"metric": "w2", "part": "median"}]})

@@ -129,6 +129,8 @@ def test_the_final_and_budget_checkpoints_state_what_they_save(
     from tests.conftest import make_torus_model
 
     model, dm = make_torus_model(num_train=100, hidden_features=16, num_blocks=1)
+    budgets = BudgetCheckpoints(tmp_path, budgets=[1.5])
+    budgets.clock = iter(range(100)).__next__  # a step takes 1 s
     trainer = pl.Trainer(
         max_steps=3,
         accelerator="cpu",
@@ -139,11 +141,34 @@ def test_the_final_and_budget_checkpoints_state_what_they_save(
         limit_val_batches=0,
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
-        callbacks=[FinalCheckpoint(tmp_path), BudgetCheckpoints(tmp_path, budgets=[0.0])],
+        callbacks=[FinalCheckpoint(tmp_path), budgets],
     )
     for name in ("pytorch_lightning", "lightning.pytorch"):  # Lightning's own handler may stop records short of caplog
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     with caplog.at_level(logging.INFO):
         trainer.fit(model, datamodule=dm)
-    assert (tmp_path / "last.ckpt").is_file() and (tmp_path / "budget_0s.ckpt").is_file()
+    assert (tmp_path / "last.ckpt").is_file() and (tmp_path / "budget_1.5s.ckpt").is_file()
     assert not [r.getMessage() for r in caplog.records if "weights_only" in r.getMessage()]
+
+
+def test_a_budget_passed_inside_one_longer_step_gets_no_checkpoint(tmp_path: Path) -> None:
+    """Forest-Flow fits in one step: no model of 30 s existed, whatever the step's end says."""
+    from bundlenet.callbacks import BudgetCheckpoints
+
+    class Trainer:
+        global_step = 1
+        saved: list[str] = []
+
+        def save_checkpoint(self, path: Path, weights_only: bool = False) -> None:
+            self.saved.append(Path(path).name)
+
+    times = iter([0.0, 0.5, 100.0, 100.5, 130.0])  # start; a step of 0.5 s; one of 99.5 s; 0.5 s; 29.5 s
+    budgets = BudgetCheckpoints(tmp_path, budgets=[0.25, 30, 60, 120, 300])
+    budgets.clock = times.__next__
+    trainer = Trainer()
+    budgets.on_train_start(trainer, None)  # type: ignore[arg-type]
+    for _ in range(4):
+        budgets.on_train_batch_end(trainer, None)  # type: ignore[arg-type]
+    # 0.25 s: after a 0.5 s step (longer than 0.25 s: skipped); 30 and 60 s inside the 99.5 s step;
+    # 120 s reached by a 29.5 s step
+    assert trainer.saved == ["budget_120s.ckpt"]

@@ -245,7 +245,10 @@ class Column:
         return self.show(float(v)) if self.part == "mean" and isinstance(v, (int, float)) else ""
 
     def show(self, v: float, bold: bool = False) -> str:
-        text = {"percent": f"{100 * v:.3g}%", "integer": f"{v:.0f}"}.get(self.format, f"{v:.3g}")
+        """``v`` to 3 significant digits, trailing zeros kept (1.00, 0.950, 13.0%)."""
+        scaled = 100 * v if self.format == "percent" else v
+        text = f"{scaled:.0f}" if self.format == "integer" or abs(scaled) >= 100 else f"{scaled:#.3g}".rstrip(".")
+        text += "%" if self.format == "percent" else ""
         return f"**{text}**" if bold else text
 
 
@@ -259,7 +262,11 @@ EXACT_COLUMNS = (
 
 def _options_label(run: Run) -> str:
     """A run's model options (its ``model.*`` overrides) as a row label, or ``defaults``."""
-    chosen = [f"`{k.removeprefix('model.')}={v}`" for k, v in sorted(run.overrides.items()) if k.startswith("model.")]
+
+    def value(v: str) -> str:  # a multirun records booleans as Python writes them
+        return {"True": "true", "False": "false"}.get(v, v)
+
+    chosen = [f"`{k.removeprefix('model.')}={value(v)}`" for k, v in sorted(run.overrides.items()) if k.startswith("model.")]
     return ", ".join(chosen) or "defaults"
 
 

@@ -18,7 +18,10 @@ from bundlenet.models.base import BundleModel, OptimizerFactory, SchedulerFactor
 
 log = logging.getLogger(__name__)
 
-INSTALL = "model=forestflow needs the optional ForestDiffusion package: pip install 'bundlenet[forest]'"
+INSTALL = (
+    "model=forestflow needs the optional ForestDiffusion package: pip install 'bundlenet[forest]' "
+    "(in a source checkout: pip install -e '.[forest]')"
+)
 
 
 def _import(name: str) -> Any:
@@ -100,6 +103,7 @@ class ForestVelocity(nn.Module):
             for i in range(self.levels):
                 booster = xgboost.Booster()
                 booster.load_model(bytearray(getattr(self, f"booster_{i}").cpu().numpy().tobytes()))
+                booster.set_param({"nthread": torch.get_num_threads()})
                 self._boosters.append(booster)
         return self._boosters
 
@@ -140,13 +144,15 @@ class ForestFlow(BundleModel):
     With :math:`\tilde x \in [-1, 1]^d` the min-max scaled x (scaled units) and :math:`\hat y` the
     standardised y as covariates (``X_covs``), each training row is repeated ``duplicate_K``
     times with noise :math:`x_0 \sim N(0, I)`, and for each of ``n_t`` levels
-    :math:`t_i \in [10^{-3}, 1]` a boosted forest (``n_estimators`` trees of depth ``max_depth``,
-    rate ``eta``) regresses :math:`\tilde x - x_0` on :math:`(t_i \tilde x + (1 - t_i) x_0, \hat y)`.
+    :math:`t_i \in [10^{-3}, 1]` a boosted forest (``n_estimators`` rounds of trees of depth ``max_depth``,
+    rate ``eta``; XGBoost grows one tree per column in each round) regresses :math:`\tilde x - x_0` on :math:`(t_i \tilde x + (1 - t_i) x_0, \hat y)`.
     Sampling is :class:`ForestVelocity`'s Euler integration; every sample lies in the training
     range of each column.
 
     The forests are fitted in the first training step on every training row (gradient descent
-    plays no part) and the run then stops after one validation. There is no density and no
+    plays no part) and the run then stops after one validation: its one model is ``last.ckpt``
+    (no ``best.ckpt``: there is nothing to choose among), and it counts no optimizer steps.
+    Samples are not snapped to a column's discrete values. There is no density and no
     learned projection (re-simulation uses the fitted :class:`~bundlenet.nn.resimulator.Resimulator`).
     """
 
@@ -175,20 +181,26 @@ class ForestFlow(BundleModel):
         _import("ForestDiffusion")  # before the run writes anything: a missing extra costs one line
 
     def forest_options(self) -> dict[str, Any]:
+        """``ForestDiffusionModel``'s options; XGBoost gets torch's thread count (``nthread``),
+        which ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` set, instead of every core."""
         names = ("duplicate_K", "n_estimators", "max_depth", "eta", "n_jobs")
-        return {**{k: self.hparams[k] for k in names}, "seed": int(self.hparams["forest_seed"])}
+        options = {k: self.hparams[k] for k in names}
+        return {**options, "seed": int(self.hparams["forest_seed"]), "nthread": torch.get_num_threads()}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if not self.forest.fitted:
             total, base = self.trainer.datamodule.train_tensors()  # type: ignore[attr-defined]  # set by Lightning
             options = self.forest_options()
             log.info(
-                "Forest-Flow: fitting %d forests of %d trees on %d rows (%d training rows x duplicate_K=%d)",
+                "Forest-Flow: fitting %d forests (%d rounds of a depth-%d tree per column) on %d rows "
+                "(%d training rows x duplicate_K=%d), %d thread(s)",
                 self.forest.levels,
                 options["n_estimators"],
+                options["max_depth"],
                 total.shape[0] * options["duplicate_K"],
                 total.shape[0],
                 options["duplicate_K"],
+                options["nthread"],
             )
             start = time.perf_counter()
             self.forest.fit(total, self.base_scaler(base), **options)
