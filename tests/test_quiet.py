@@ -157,7 +157,9 @@ def test_a_budget_passed_inside_one_longer_step_gets_no_checkpoint(tmp_path: Pat
 
     class Trainer:
         global_step = 1
-        saved: list[str] = []
+
+        def __init__(self) -> None:
+            self.saved: list[str] = []
 
         def save_checkpoint(self, path: Path, weights_only: bool = False) -> None:
             self.saved.append(Path(path).name)
