@@ -218,3 +218,14 @@ def test_a_log_file_gets_plain_progress_lines_and_no_lightning_noise(tmp_path: P
         assert noise not in output, noise
     assert len(output.splitlines()) < 80
     assert "step 60/60" in output  # the last progress line
+
+
+def test_every_config_group_ships_in_the_package() -> None:
+    """conf/ ships as bundlenet.conf: each group folder is a package of its own with its YAML
+    files (a folder setuptools is not told of is left out of the wheel, with a warning)."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    groups = {f"bundlenet.conf.{p.name}" for p in (REPO / "conf").iterdir() if p.is_dir() and any(p.glob("*.yaml"))}
+    assert groups, "no config groups found"
+    assert groups <= set(setuptools["packages"]), sorted(groups - set(setuptools["packages"]))
+    assert all(setuptools["package-data"].get(g) == ["*.yaml"] for g in groups)
