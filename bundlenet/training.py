@@ -40,6 +40,30 @@ warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
 warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty\.", UserWarning)
 
 
+# files of a run that a new run in the same directory would replace or mix with its own
+RUN_OUTPUTS = (
+    "metrics.json",
+    "evaluation.json",
+    "budgets.json",
+    "config.yaml",
+    "fibers.png",
+    "latent.png",
+    "curves.png",
+    "csv/metrics.csv",
+    "csv/hparams.yaml",
+)
+
+
+def replace_previous_run(out: Path) -> None:
+    """Remove the checkpoints and results of the run that ``overwrite=true`` replaces in ``out``
+    (called once the new run's data and model are built, before it writes anything)."""
+    old = [p for p in [*(out / "checkpoints").glob("*.ckpt"), *(out / name for name in RUN_OUTPUTS)] if p.is_file()]
+    for p in old:
+        p.unlink(missing_ok=True)
+    if old:
+        log.info("overwrite=true: removed the previous run's checkpoints and results in %s", out)
+
+
 def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a config group dict that has a ``_target_`` (callbacks, loggers)."""
     if not cfg:
@@ -78,8 +102,7 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     torch.set_float32_matmul_precision("high")
     os.environ.setdefault("WANDB_SILENT", "true")  # no banners or prompts; we log where the run is
     quiet_lightning()
-    datamodule, model, topology = _build(cfg, ckpt_path)
-    _check_model_class(model, ckpt_path)
+    datamodule, model, topology = _prepare(cfg, out, ckpt_path)
     callbacks, extra = _progress_callbacks(cfg, instantiate_list(cfg.get("callbacks")))
     loggers = instantiate_list(cfg.get("logger"))
     if ckpt_path is not None:
@@ -107,6 +130,17 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
         metrics["checkpoint_step"] = ckpt_step
         _write_metrics(cfg, datamodule, out, metrics)
     return model, metrics
+
+
+def _prepare(cfg: DictConfig, out: Path, ckpt_path: str | None) -> tuple[Any, BundleModel, list[TopologyScore] | None]:
+    """:func:`_build`, the resumed checkpoint's model class checked, and then, with
+    ``overwrite=true``, the previous run in ``out`` removed: a bad option or data file refused
+    while building leaves that run whole."""
+    datamodule, model, topology = _build(cfg, ckpt_path)
+    _check_model_class(model, ckpt_path)
+    if cfg.get("overwrite") and (ckpt_path is None or not Path(ckpt_path).resolve().is_relative_to(out.resolve())):
+        replace_previous_run(out)
+    return datamodule, model, topology
 
 
 def _build(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, BundleModel, list[TopologyScore] | None]:

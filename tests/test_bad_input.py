@@ -310,6 +310,7 @@ def test_train_refuses_options_and_tables_that_would_train_garbage(tmp_path: Pat
 
 def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path: Path) -> None:
     from bundlenet.cli.train import prepare_run_dir
+    from bundlenet.training import replace_previous_run
 
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
@@ -327,9 +328,32 @@ def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     assert snapshot(out) == {k: v for k, v in before.items() if not k.endswith(".tmp")}  # only the stale temporary file went
     assert prepare_run_dir(out, "last", overwrite=False) == str(out / "checkpoints" / "last.ckpt")
     assert prepare_run_dir(out, None, overwrite=True) is None
+    assert snapshot(out) == {k: v for k, v in before.items() if not k.endswith(".tmp")}  # replaced only once built
+    replace_previous_run(out)
     assert (
         not list((out / "checkpoints").iterdir()) and not (out / "metrics.json").exists()
     )  # no old best.ckpt left beside the new run
+
+
+@pytest.mark.slow
+def test_overwrite_with_bad_data_leaves_the_previous_run_whole(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "metrics.json").write_text("{}\n")
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"old last")
+    before = snapshot(out)
+    replace = ["overwrite=true", "logger=none", f"hydra.run.dir={out}"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=csv", "data.path=missing.csv", "data.base_columns=[y]", *replace],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr[-1000:]
+    after = snapshot(out)
+    assert {k: after[k] for k in before} == before  # the old run's checkpoint and metrics are kept
 
 
 def test_a_killed_run_is_refused_too_and_resume_needs_a_checkpoint(tmp_path: Path) -> None:

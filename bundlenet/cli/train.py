@@ -27,18 +27,6 @@ from bundlenet.training import TrainingInterrupted, lookup, run_training
 log = logging.getLogger(__name__)
 
 
-# files of a run that a new run in the same directory would replace or mix with its own
-RUN_OUTPUTS = (
-    "metrics.json",
-    "evaluation.json",
-    "budgets.json",
-    "config.yaml",
-    "fibers.png",
-    "latent.png",
-    "curves.png",
-    "csv/metrics.csv",
-    "csv/hparams.yaml",
-)
 _SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + the signal's number, as a shell reports a signalled job
 
 
@@ -87,8 +75,10 @@ def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | 
 
     Temporary files of an interrupted save (``.*.tmp``) are removed. A directory that holds a
     run (``metrics.json`` or a checkpoint) is refused unless the run resumes (``ckpt_path=last``,
-    or a checkpoint inside ``out``) or ``overwrite`` is set, which removes that run's
-    checkpoints and results first (so no old ``best.ckpt`` stays beside the new files).
+    or a checkpoint inside ``out``) or ``overwrite`` is set: then the training removes that run's
+    checkpoints and results once its data and model are built (so no old ``best.ckpt`` stays
+    beside the new files, and a refused option or bad data leaves the old run whole:
+    :func:`bundlenet.training.replace_previous_run`).
     ``ckpt_path=last`` without ``out/checkpoints/last.ckpt`` is an error: nothing to resume.
     """
     checkpoints = out / "checkpoints"
@@ -107,17 +97,13 @@ def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | 
         return str(last)
     existing = [p for p in (out / "metrics.json", *sorted(checkpoints.glob("*.ckpt"))) if p.is_file()]
     inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(out.resolve())
-    if existing and not inside:
-        if not overwrite:
-            what = "a finished run" if (out / "metrics.json").is_file() else "an unfinished run"
-            raise InputError(
-                f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
-                f"resume it with ckpt_path=last, replace it with overwrite=true, or pass another hydra.run.dir"
-            )
-        for p in [*checkpoints.glob("*.ckpt"), *(out / name for name in RUN_OUTPUTS)]:
-            p.unlink(missing_ok=True)
-        log.info("overwrite=true: removed the previous run's checkpoints and results in %s", out)
-    return ckpt_path
+    if existing and not inside and not overwrite:
+        what = "a finished run" if (out / "metrics.json").is_file() else "an unfinished run"
+        raise InputError(
+            f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
+            f"resume it with ckpt_path=last, replace it with overwrite=true, or pass another hydra.run.dir"
+        )
+    return ckpt_path  # with overwrite: replaced once this run is built (bundlenet.training.replace_previous_run)
 
 
 class RunDirGuard(HydraCallback):
