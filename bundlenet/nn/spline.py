@@ -47,7 +47,8 @@ def _knots(logits: Tensor, bound: float, minimum: float) -> tuple[Tensor, Tensor
     sizes = minimum + (1 - minimum * bins) * _softmax(logits)
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots = 2 * bound * knots - bound
-    knots = torch.cat([knots[..., :1].clamp(-bound, -bound), knots[..., 1:-1], knots[..., -1:].clamp(bound, bound)], dim=-1)
+    ends = torch.full_like(knots[..., :1], bound)  # the outer knots exactly at ±bound
+    knots = torch.cat([-ends, knots[..., 1:-1], ends], dim=-1)
     return knots, knots[..., 1:] - knots[..., :-1]
 
 
