@@ -61,6 +61,11 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
 _HELD: dict[Path, int] = {}  # run directories this process holds the lock of → nesting depth
 
 
+def is_inside(path: str | os.PathLike[str] | None, directory: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (``None``: no path) lies in ``directory``, both resolved."""
+    return path is not None and Path(path).resolve().is_relative_to(Path(directory).resolve())
+
+
 def holds_lock(directory: str | os.PathLike[str]) -> bool:
     """Whether this process holds the run lock of ``directory`` (:func:`run_lock`)."""
     return Path(directory).resolve() / ".lock" in _HELD

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 
@@ -22,3 +23,9 @@ class FirstRankLog:
     @rank_zero_only
     def warning(self, msg: str, *args: object) -> None:
         self.logger.warning(msg, *args, stacklevel=3)
+
+
+def launcher_rank_zero() -> bool:
+    """Whether this is a run's first process: not one that a ``ddp`` launcher started for
+    another local rank or node (Lightning sets ``LOCAL_RANK`` and ``NODE_RANK`` in those)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0

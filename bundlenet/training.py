@@ -24,10 +24,11 @@ from bundlenet.checkpoint import checkpoint_step, read_checkpoint
 from bundlenet.errors import CheckpointError, InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
-from bundlenet.io import write_json, write_text
+from bundlenet.io import is_inside, write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
 from bundlenet.provenance import write_provenance
+from bundlenet.ranks import launcher_rank_zero
 from bundlenet.selection import TopologyScore, choose_topology
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,11 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
 def _prepare(cfg: DictConfig, out: Path, ckpt_path: str | None) -> tuple[Any, BundleModel, list[TopologyScore] | None]:
     """:func:`_build`, the resumed checkpoint's model class checked, and then, with
     ``overwrite=true``, the previous run in ``out`` removed: a bad option or data file refused
-    while building leaves that run whole."""
+    while building leaves that run whole. Only the run's first process removes it (the ranks a
+    ``ddp`` launcher starts build while the first one already writes)."""
     datamodule, model, topology = _build(cfg, ckpt_path)
     _check_model_class(model, ckpt_path)
-    if cfg.get("overwrite") and (ckpt_path is None or not Path(ckpt_path).resolve().is_relative_to(out.resolve())):
+    if cfg.get("overwrite") and not is_inside(ckpt_path, out) and launcher_rank_zero():
         replace_previous_run(out)
     return datamodule, model, topology
 

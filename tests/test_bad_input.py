@@ -335,6 +335,23 @@ def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     )  # no old best.ckpt left beside the new run
 
 
+def test_overwrite_replaces_the_previous_run_from_the_first_process_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a ddp launcher's other ranks build while the first one already writes its new files
+    from bundlenet.training import _prepare
+    from tests.test_configs import compose_train
+
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "metrics.json").write_text("{}\n")
+    cfg = compose_train(["overwrite=true", "data.num_train=100", "logger=none"], out)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    _prepare(cfg, out, None)
+    assert (out / "metrics.json").is_file()
+    monkeypatch.delenv("LOCAL_RANK")
+    _prepare(cfg, out, None)
+    assert not (out / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_overwrite_with_bad_data_leaves_the_previous_run_whole(tmp_path: Path) -> None:
     out = tmp_path / "run"

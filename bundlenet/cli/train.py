@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from bundlenet.callbacks import FinalCheckpoint
 from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, run_cli
 from bundlenet.errors import InputError
-from bundlenet.io import run_lock
+from bundlenet.io import is_inside, run_lock
+from bundlenet.ranks import launcher_rank_zero
 from bundlenet.training import TrainingInterrupted, lookup, run_training
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     (``ckpt_path=last``) or replaced (``overwrite=true``): :func:`prepare_run_dir`. Ranks
     started by a ``ddp`` launcher share their rank 0's lock.
     """
-    if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
+    if not launcher_rank_zero():
         return _train(cfg, None)  # the job resumes from the config's ckpt_path (run_training)
     check_train_options(cfg)
     out = Path(cfg.paths.output_dir)
@@ -96,8 +97,7 @@ def prepare_run_dir(out: Path, ckpt_path: str | None, overwrite: bool) -> str | 
             )
         return str(last)
     existing = [p for p in (out / "metrics.json", *sorted(checkpoints.glob("*.ckpt"))) if p.is_file()]
-    inside = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(out.resolve())
-    if existing and not inside and not overwrite:
+    if existing and not is_inside(ckpt_path, out) and not overwrite:
         what = "a finished run" if (out / "metrics.json").is_file() else "an unfinished run"
         raise InputError(
             f"run directory {out} holds {what} ({', '.join(str(p.relative_to(out)) for p in existing[:3])}); "
@@ -116,7 +116,7 @@ class RunDirGuard(HydraCallback):
         self._stack = ExitStack()
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if int(os.environ.get("LOCAL_RANK", 0)) != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
+        if not launcher_rank_zero():
             return  # a ddp launcher's other ranks run in rank 0's locked directory
         out = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
 
