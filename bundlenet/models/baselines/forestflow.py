@@ -109,8 +109,8 @@ class ForestVelocity(nn.Module):
 
     def velocity(self, level: int, x: np.ndarray, condition: np.ndarray) -> np.ndarray:
         """The forest of ``level`` at ``x [N, d]`` given ``condition [N, d_c]``: ``[N, d]``."""
-        xgboost = _import("xgboost")
-        out = self.boosters()[level].predict(xgboost.DMatrix(np.concatenate([x, condition], axis=1)))
+        booster = self.boosters()[level]  # first: an unfitted model says so, with or without the extra
+        out = booster.predict(_import("xgboost").DMatrix(np.concatenate([x, condition], axis=1)))
         return np.asarray(out, dtype=np.float64).reshape(x.shape)
 
     def sample(self, x0: Tensor, condition: Tensor) -> Tensor:
