@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -53,6 +54,22 @@ class BundleNet(BundleModel):
     :math:`z \sim p_F`: the fiber's position and the directions off it follow y continuously,
     and so does its shape (``fiber_context=base``; ``none`` shares one shape everywhere).
 
+    The shape is smoothed over the base by noise regularization of the conditional density
+    (Rothfuss et al., *Noise Regularization for Conditional Density Estimation*, 2019): in
+    training, the fiber-shape couplings see :math:`c + σ ε`, ε ~ N(0, I), with σ =
+    ``context_noise`` × the cover's bandwidth h, while the normal couplings, the affine map and
+    the frames see the exact y. Each base point has one training point on its fiber, so without
+    it the density along a fiber follows the few training points whose base is near y (clumps
+    and gaps along a circle that is uniform); with it, the shape at y is fitted to the points of
+    a band of width about σ around y. Blurring also moves a fiber's ends where its extent
+    changes with y (an arc that grows), which puts samples past them, so σ is damped by
+    clamp(2 − v / τ, 0, 1): v is the relative change of the fiber's spread between neighbouring
+    neighbourhoods (:meth:`~bundlenet.nn.frames.LocalFrames.shape_change`), and τ =
+    ``SHAPE_TOLERANCE`` = 0.05 is above its scatter where every fiber has the same shape (0.025
+    to 0.05 on the torus and the Möbius band, 1000 points); an arm's reachable poses (0.15) and
+    arcs from a full circle to a sliver (0.3) get none. Where each neighbourhood is one base value (a class), h, and with it
+    σ, is 0.
+
     Args:
         spec: names, scalings and supports of the data (:class:`BundleSpec` or its dict).
         num_nbhds: neighbourhoods of the cover; ``None`` chooses from the data at fit time
@@ -77,6 +94,11 @@ class BundleNet(BundleModel):
         ode_method: the ``cnf`` solver: ``euler``, ``midpoint`` or ``rk4``.
         fiber_context: what the fiber-shape couplings see: ``base`` (y itself), ``chart``
             (the cover's blended centre) or ``none``.
+        context_noise: while training, the fiber-shape couplings see their context plus
+            Gaussian noise of standard deviation ``context_noise`` × the cover's
+            partition-of-unity bandwidth, damped where the fiber's shape changes between
+            neighbourhoods (:meth:`context_sigma`; 0: no noise). The normal couplings and the
+            affine map see the exact y.
         ring_width: width of the latent's circles.
         normal_width: width of the latent's normal coordinates.
         learn_widths: train a width factor per interval and normal latent coordinate with the
@@ -91,6 +113,7 @@ class BundleNet(BundleModel):
     has_density = True
     uses_topology = True
     learned_projection = True
+    SHAPE_TOLERANCE = 0.05  # shape change v: full context noise up to it, none from twice it
 
     def __init__(
         self,
@@ -111,6 +134,7 @@ class BundleNet(BundleModel):
         ode_steps: int = 16,
         ode_method: str = "midpoint",
         fiber_context: FiberContext = "base",
+        context_noise: float = 1.0,
         ring_width: float = 0.1,
         normal_width: float = 0.05,
         learn_widths: bool = False,
@@ -123,7 +147,7 @@ class BundleNet(BundleModel):
         super().__init__(spec, optimizer, scheduler)
         d_e, d_b = self.spec.total_dim, self.spec.base_dim
         dim, span, circles, fiber_span = _latent_shape(self.spec, num_circles, fiber_span)
-        _check_options(num_nbhds, fiber_context, fiber_flow)
+        _check_options(num_nbhds, fiber_context, fiber_flow, context_noise)
         self.save_options()  # with fiber_span resolved from the data
         self.dim, self.span, self.circles = dim, span, circles
         self.cover = Cover(num_nbhds or 1, d_b)
@@ -137,6 +161,7 @@ class BundleNet(BundleModel):
             self.flow = FiberFlow(dim, span, d_b, chart_features, num_blocks, hidden_features, depth, num_bins, tail_bound)
         self.projection = ConditionalMLP(d_e, d_b, 0, hidden_features, depth)
         nn.init.normal_(self.projection.out.weight, std=1e-3)
+        self._context_sigma: float | None = None  # from the fitted cover and frames, on first use
 
     # ----------------------------------------------------------------- data-dependent state
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
@@ -154,9 +179,11 @@ class BundleNet(BundleModel):
             self.frames = LocalFrames(k, self.spec.base_dim, self.spec.total_dim, self.span).to(y)
         self.frames.fit(x, y, self.cover, values=self.standardize(total, dequantize=False))
         self.hparams["num_nbhds"] = k  # checkpoints rebuild the same cover
+        self._context_sigma = None
         log.info(
             "cover: %d neighbourhoods (%d-%d training points each); fiber latent: %d circle(s), "
-            "%d fiber and %d normal direction(s) of %d",
+            "%d fiber and %d normal direction(s) of %d; shape change %.3g between neighbourhoods, "
+            "context noise %.3g",
             k,
             int(sizes.min()),
             int(sizes.max()),
@@ -164,6 +191,8 @@ class BundleNet(BundleModel):
             self.span,
             self.dim - self.span,
             self.dim,
+            self.frames.shape_change(self.cover),
+            self.context_sigma(),
         )
 
     def auto_nbhds(self, base: Tensor) -> int:
@@ -173,13 +202,32 @@ class BundleNet(BundleModel):
         return capped_count(base, min(wanted, self.hparams["max_nbhds"]))
 
     # ----------------------------------------------------------------- pieces (standardised units)
-    def context(self, y: Tensor) -> Tensor:
-        """Context of the fiber flow at standardised base points ``y [N, d_B]``: y, then the chart's."""
+    def context(self, y: Tensor, noisy: bool = False) -> Tensor:
+        """Context of the fiber flow at standardised base points ``y [N, d_B]``: y, then the chart's;
+        with ``noisy``, the chart's part plus N(0, (context_noise · bandwidth)²) noise (training)."""
         mode = self.hparams["fiber_context"]
         if mode == "none":
             return y
         chart = self.cover.weights(y) @ self.cover.centres if mode == "chart" else y
+        if noisy and self.context_sigma() > 0:
+            chart = chart + self.context_sigma() * torch.randn_like(chart)
         return torch.cat([y, chart], dim=1)
+
+    def context_sigma(self) -> float:
+        """σ of the training noise on the fiber-shape context (standardised base units):
+        ``context_noise`` × the cover's bandwidth h × clamp(2 − v / τ, 0, 1), with v the frames'
+        shape change between neighbouring neighbourhoods (:meth:`LocalFrames.shape_change`) and
+        τ = ``SHAPE_TOLERANCE``: the full noise up to v = τ, none from v = 2τ. It is computed from the checkpointed cover and frames, so a resumed
+        run uses the same σ."""
+        if self._context_sigma is None:
+            scale = self.hparams.get("context_noise", 0.0)
+            change = self.frames.shape_change(self.cover)
+            if scale == 0 or self.cover.num_nbhds < 2:
+                self._context_sigma = 0.0
+            else:
+                damping = min(1.0, max(0.0, 2.0 - change / self.SHAPE_TOLERANCE))
+                self._context_sigma = scale * float(self.cover.bandwidth) * damping
+        return self._context_sigma
 
     def pad(self, r: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Local coordinates ``[N, d_E]`` padded to the latent dimension D with normal-width noise ε,
@@ -222,7 +270,7 @@ class BundleNet(BundleModel):
         total, base = self.rank_share(*batch)
         x, y = self.standardize(total), self.base_scaler(base)
         padded, frame_logdet, log_q = self.local_coordinates(x, y)
-        fit = self.flow.objective(padded, self.context(y), self.latent)
+        fit = self.flow.objective(padded, self.context(y, noisy=True), self.latent)
         comm = commutativity_error(self.projection(x), y)
         loss = fit + self.hparams["commutativity_weight"] * comm
         self.check_loss(loss, detail=lambda: f"fiber flow {float(fit.detach()):.4g}, commutativity {float(comm.detach()):.4g}")
@@ -352,10 +400,12 @@ def _latent_shape(spec: BundleSpec, num_circles: int | None, fiber_span: int | N
     return dim, span, circles, fiber_span
 
 
-def _check_options(num_nbhds: int | None, fiber_context: str, fiber_flow: str) -> None:
+def _check_options(num_nbhds: int | None, fiber_context: str, fiber_flow: str, context_noise: float) -> None:
     if num_nbhds is not None and num_nbhds < 1:
         raise InputError(f"model.num_nbhds must be at least 1 (or null to choose from the data), got {num_nbhds}")
     if fiber_context not in ("chart", "none", "base"):
         raise InputError(f"model.fiber_context must be chart, none or base; got {fiber_context!r}")
     if fiber_flow not in ("coupling", "cnf"):
         raise InputError(f"model.fiber_flow must be coupling or cnf; got {fiber_flow!r}")
+    if not (math.isfinite(context_noise) and context_noise >= 0):
+        raise InputError(f"model.context_noise must be a finite number >= 0 (0: no noise); got {context_noise}")
