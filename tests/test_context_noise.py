@@ -39,6 +39,7 @@ def test_no_noise_without_a_chart_context_or_when_switched_off() -> None:
     for options in ({"context_noise": 0.0}, {"fiber_context": "none"}):
         model = fitted(Torus(), rows=300, **options)
         torch.testing.assert_close(model.context(y, noisy=True), model.context(y))
+        assert model.context_sigma() == 0.0  # and the log says so
 
 
 def test_a_base_of_classes_gets_no_noise() -> None:

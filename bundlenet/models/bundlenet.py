@@ -222,7 +222,7 @@ class BundleNet(BundleModel):
         if self._context_sigma is None:
             scale = self.hparams.get("context_noise", 0.0)
             change = self.frames.shape_change(self.cover)
-            if scale == 0 or self.cover.num_nbhds < 2:
+            if scale == 0 or self.cover.num_nbhds < 2 or self.hparams["fiber_context"] == "none":
                 self._context_sigma = 0.0
             else:
                 damping = min(1.0, max(0.0, 2.0 - change / self.SHAPE_TOLERANCE))
