@@ -14,8 +14,7 @@ torch.set_num_threads(1)
 
 def fitted(bundle: Bundle, rows: int = 1000, **options: object) -> BundleNet:
     samples = bundle.sample_total(rows, torch.Generator().manual_seed(0))
-    spec = BundleSpec(bundle.base_names, bundle.total_names, fiber_circles=bundle.fiber_circles, fiber_span=bundle.fiber_span)
-    model = BundleNet(spec, **options)  # type: ignore[arg-type]
+    model = BundleNet(bundle.spec, **options)  # type: ignore[arg-type]
     model.fit_data(samples.total, samples.base)
     return model
 
@@ -76,3 +75,8 @@ def test_a_resumed_model_uses_the_same_noise() -> None:
     again.load_state_dict(model.state_dict())
     assert again.context_sigma() == pytest.approx(model.context_sigma())
     assert again.context_sigma() > 0
+    # a σ already computed is not kept over loaded buffers: another data set's cover and frames
+    other = fitted(SlicedTorus(), rows=300)
+    assert other.context_sigma() != pytest.approx(model.context_sigma())
+    other.load_state_dict(model.state_dict())
+    assert other.context_sigma() == pytest.approx(model.context_sigma())

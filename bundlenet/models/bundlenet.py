@@ -67,8 +67,8 @@ class BundleNet(BundleModel):
     neighbourhoods (:meth:`~bundlenet.nn.frames.LocalFrames.shape_change`), and τ =
     ``SHAPE_TOLERANCE`` = 0.05 is above its scatter where every fiber has the same shape (0.025
     to 0.05 on the torus and the Möbius band, 1000 points); an arm's reachable poses (0.15) and
-    arcs from a full circle to a sliver (0.3) get none. Where each neighbourhood is one base value (a class), h, and with it
-    σ, is 0.
+    arcs from a full circle to a sliver (0.3) get none. Where each neighbourhood is one base
+    value (a class), h, and with it σ, is 0.
 
     Args:
         spec: names, scalings and supports of the data (:class:`BundleSpec` or its dict).
@@ -162,6 +162,7 @@ class BundleNet(BundleModel):
         self.projection = ConditionalMLP(d_e, d_b, 0, hidden_features, depth)
         nn.init.normal_(self.projection.out.weight, std=1e-3)
         self._context_sigma: float | None = None  # from the fitted cover and frames, on first use
+        self.register_load_state_dict_post_hook(_forget_context_sigma)  # loaded buffers: σ anew
 
     # ----------------------------------------------------------------- data-dependent state
     def fit_extra(self, total: Tensor, base: Tensor) -> None:
@@ -209,23 +210,24 @@ class BundleNet(BundleModel):
         if mode == "none":
             return y
         chart = self.cover.weights(y) @ self.cover.centres if mode == "chart" else y
-        if noisy and self.context_sigma() > 0:
-            chart = chart + self.context_sigma() * torch.randn_like(chart)
+        sigma = self.context_sigma() if noisy else 0.0
+        if sigma > 0:
+            chart = chart + sigma * torch.randn_like(chart)
         return torch.cat([y, chart], dim=1)
 
     def context_sigma(self) -> float:
         """σ of the training noise on the fiber-shape context (standardised base units):
         ``context_noise`` × the cover's bandwidth h × clamp(2 − v / τ, 0, 1), with v the frames'
         shape change between neighbouring neighbourhoods (:meth:`LocalFrames.shape_change`) and
-        τ = ``SHAPE_TOLERANCE``: the full noise up to v = τ, none from v = 2τ. It is computed from the checkpointed cover and frames, so a resumed
-        run uses the same σ."""
+        τ = ``SHAPE_TOLERANCE``: the full noise up to v = τ, none from v = 2τ. It is computed
+        from the cover and frames (checkpointed buffers) on first use after they are fitted or
+        loaded, so a resumed run uses the same σ."""
         if self._context_sigma is None:
             scale = self.hparams.get("context_noise", 0.0)
-            change = self.frames.shape_change(self.cover)
             if scale == 0 or self.cover.num_nbhds < 2 or self.hparams["fiber_context"] == "none":
                 self._context_sigma = 0.0
             else:
-                damping = min(1.0, max(0.0, 2.0 - change / self.SHAPE_TOLERANCE))
+                damping = min(1.0, max(0.0, 2.0 - self.frames.shape_change(self.cover) / self.SHAPE_TOLERANCE))
                 self._context_sigma = scale * float(self.cover.bandwidth) * damping
         return self._context_sigma
 
@@ -398,6 +400,11 @@ def _latent_shape(spec: BundleSpec, num_circles: int | None, fiber_span: int | N
         fiber_span = spec.fiber_span if spec.fiber_span is not None else d_e - d_b + 2 * circles
     span = min(max(int(fiber_span), 2 * circles, 1), dim)
     return dim, span, circles, fiber_span
+
+
+def _forget_context_sigma(model: BundleNet, incompatible_keys: object) -> None:
+    """After ``load_state_dict``: σ is computed anew from the loaded cover and frames."""
+    model._context_sigma = None
 
 
 def _check_options(num_nbhds: int | None, fiber_context: str, fiber_flow: str, context_noise: float) -> None:
