@@ -7,6 +7,7 @@ the error reaches the user as a single ``error:`` line with exit code 2.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -511,6 +512,33 @@ def test_evaluate_writes_into_the_run_dir_and_never_replaces(tmp_path: Path, tra
         evaluate(compose_cfg("evaluate", [f"ckpt_path={copy}", *small], tmp_path))
     assert written.read_bytes() == before
     evaluate(compose_cfg("evaluate", [f"ckpt_path={copy}", "overwrite=true", *small], tmp_path))
+
+
+def test_evaluate_a_wildcard_evaluates_every_match_and_checks_all_outputs_first(tmp_path: Path, trained) -> None:
+    from bundlenet.cli.evaluate import evaluate
+
+    _, _, ckpt = trained
+    for name in ("a", "b"):
+        (tmp_path / "sweep" / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / "sweep" / name / "checkpoints" / "best.ckpt").write_bytes(Path(ckpt).read_bytes())
+    small = ["data=torus", "evaluation.iterations=1", "evaluation.num_global=100", "evaluation.global_ot_points=null"]
+    small += ["evaluation.num_fibers=2", "evaluation.num_points=20", "evaluation.coverage_points=50"]
+    pattern = f"ckpt_path={tmp_path}/sweep/*/checkpoints/best.ckpt"
+    with pytest.raises(InputError, match="matches 2 checkpoints; drop output="):
+        evaluate(compose_cfg("evaluate", [pattern, f"output={tmp_path}/one.json", *small], tmp_path))
+    with pytest.raises(InputError, match="no checkpoint matches ckpt_path=.*/nothing/\\*"):
+        evaluate(compose_cfg("evaluate", [f"ckpt_path={tmp_path}/nothing/*", *small], tmp_path))
+    kept = tmp_path / "sweep" / "b" / "evaluation_best.json"
+    kept.write_text("{}")  # the second run's output exists: nothing is evaluated, nothing written
+    with pytest.raises(InputError, match="exists"):
+        evaluate(compose_cfg("evaluate", [pattern, *small], tmp_path))
+    assert not (tmp_path / "sweep" / "a" / "evaluation_best.json").exists() and kept.read_text() == "{}"
+    kept.unlink()
+    results = evaluate(compose_cfg("evaluate", [pattern, *small], tmp_path))
+    assert len(results) == 2
+    for name in ("a", "b"):
+        payload = json.loads((tmp_path / "sweep" / name / "evaluation_best.json").read_text())
+        assert payload["checkpoint"].endswith(f"sweep/{name}/checkpoints/best.ckpt") and "w2" in payload["fiber"]
 
 
 def test_sample_csv_keeps_discrete_and_point_mass_values_exactly(tmp_path: Path) -> None:

@@ -422,3 +422,29 @@ def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) ->
     ]
     with pytest.raises(InputError, match="needs a metric and a part"):
         runs_table(runs, {"columns": [{"metric": "w2", "part": "median"}]})
+
+
+def test_runs_table_over_seeds_and_a_filter_on_overrides(tmp_path: Path) -> None:
+    from bundlenet.evaluation.docs import runs_table
+    from bundlenet.evaluation.report import Run
+
+    def run(name: str, model: str, seed: int, w2: float, base: str = "ink", resim: float | None = None) -> Run:
+        fiber: dict[str, Any] = {"w2": {"ratio": w2}}
+        if resim is not None:
+            fiber["resimulation"] = {"model": {"mean": resim}}
+        return Run(tmp_path / name, "digits", model, {"fiber": fiber}, {}, {"seed": str(seed), "data.base": base})
+
+    runs = [
+        run("a", "cfm", 0, 1.0, resim=0.1),
+        run("b", "cfm", 1, 1.2),  # a metric missing in one seed is averaged over the others
+        run("c", "cfm", 2, 1.4, resim=0.3),
+        run("d", "bundlenet", 0, 1.1, resim=0.05),
+        run("e", "bundlenet", 0, 9.0, base="label"),
+    ]
+    columns = [{"metric": "w2"}, {"metric": "resimulation", "part": "mean"}]
+    table = runs_table(runs, {"columns": columns, "group": "none", "seeds": True, "where": {"data.base": "ink"}}).splitlines()
+    assert table[0] == "| model | w2 | resimulation | seeds |"
+    assert table[1] == "|---|---:|---:|---:|"
+    # 1.0, 1.2, 1.4: mean 1.2, t(0.975, 2) · 0.2 / √3 = 0.497; 0.1, 0.3: t(0.975, 1) · 0.141 / √2 = 1.27;
+    # one seed: no interval
+    assert table[2:] == ["| bundlenet | **1.10** | **0.0500** | 1 |", "| cfm | 1.20 ± 0.5 | 0.200 ± 1.3 | 3 |"]

@@ -6,10 +6,16 @@ floor, and writes the JSON into the checkpoint's run directory
 choose). An existing output is never replaced unless ``overwrite=true``. The true bundle comes
 from the data config recorded in the checkpoint by ``train.py`` (or from ``data=`` for
 checkpoints without one).
+
+A ``ckpt_path`` with a wildcard (``'ckpt_path=multirun/X/*/checkpoints/best.ckpt'``, quoted
+for the shell) evaluates every matching checkpoint, in name order, each into its own run
+directory; every output is checked before the first evaluation, so a refused one stops the
+command before anything is written.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import sys
 from pathlib import Path
@@ -34,14 +40,37 @@ def default_output(ckpt_path: str | Path) -> Path:
     return folder / f"evaluation_{ckpt.stem}.json"
 
 
-def evaluate(cfg: DictConfig) -> Evaluation:
-    """The evaluate command: load, evaluate, print the table, write the JSON."""
-    ckpt_path = cfg.ckpt_path
-    output = Path(cfg.output) if cfg.get("output") is not None else default_output(ckpt_path)
-    check_output(output, bool(cfg.get("overwrite", False)))
+def checkpoints(pattern: str) -> list[Path]:
+    """The checkpoints ``ckpt_path`` names: the path itself, or every match of a wildcard, sorted."""
+    if not glob.has_magic(pattern):
+        return [Path(pattern)]
+    found = sorted(Path(p) for p in glob.glob(pattern))
+    if not found:
+        raise InputError(
+            f"no checkpoint matches ckpt_path={pattern}; check the path (quote the override so the shell keeps the *)"
+        )
+    return found
+
+
+def evaluate(cfg: DictConfig) -> list[Evaluation]:
+    """The evaluate command: for each checkpoint of ``ckpt_path``, load, evaluate, print the
+    table and write the JSON."""
+    paths = checkpoints(str(cfg.ckpt_path))
+    if cfg.get("output") is not None and len(paths) > 1:
+        raise InputError(
+            f"ckpt_path={cfg.ckpt_path} matches {len(paths)} checkpoints; drop output= (each writes into its own run directory)"
+        )
+    outputs = [Path(cfg.output) if cfg.get("output") is not None else default_output(p) for p in paths]
+    for output in outputs:
+        check_output(output, bool(cfg.get("overwrite", False)))
     check_seed(cfg.get("seed"))
     check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
     protocol = Protocol.from_config(cfg.evaluation)
+    return [_evaluate_one(cfg, path, output, protocol) for path, output in zip(paths, outputs, strict=True)]
+
+
+def _evaluate_one(cfg: DictConfig, ckpt_path: Path, output: Path, protocol: Protocol) -> Evaluation:
+    """One checkpoint against its bundle: load, evaluate, print the table, write ``output``."""
     model = load_model(ckpt_path, map_location=check_device(cfg.device))
     if cfg.get("data") is not None:
         bundle = bundle_from_data_config(cfg.data)

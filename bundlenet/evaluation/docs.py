@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bundlenet.errors import InputError
 from bundlenet.evaluation.protocol import Estimate
@@ -39,6 +39,7 @@ from bundlenet.evaluation.report import (
     Run,
     _order,
     _read,
+    _seed_summary,
     find_runs,
     plot_time_curves,
     time_curves,
@@ -152,12 +153,16 @@ def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = Fal
     """The runs of the output's data sets and models, each known by its data set, model and seed
     only (unless ``keep_overrides``): the docs' sweeps give each model one configuration, and their
     commands' other overrides (which differ between sweeps made by different commands) would split
-    a model's rows."""
+    a model's rows. ``where`` keeps only the runs whose overrides hold the given values (for
+    example ``{data.base: ink}``: one of a sweep's bases)."""
     data, models = options.get("data"), options.get("models")
+    where = {str(k): str(v) for k, v in (options.get("where") or {}).items()}
     return [
         r if keep_overrides else replace(r, overrides={k: v for k, v in r.overrides.items() if k == "seed"})
         for r in runs
-        if (not data or r.data in data) and (not models or r.model in models)
+        if (not data or r.data in data)
+        and (not models or r.model in models)
+        and all(r.overrides.get(k) == v for k, v in where.items())
     ]
 
 
@@ -291,7 +296,9 @@ def runs_table(runs: list[Run], options: dict[str, Any]) -> str:
     evaluation (:func:`_results`), rows named by ``rows`` (``model``, or ``options``: the run's
     ``model.*`` overrides) and grouped by ``group`` (``sweep``, ``data`` or ``none``; ``labels``
     names the groups). ``floor``: the label of a last row per group holding the noise floor; the
-    best of each column within a group in bold unless ``bold`` is false."""
+    best of each column within a group in bold unless ``bold`` is false. With ``seeds``, the runs
+    of one row label (a model trained with several seeds) make one row: each column's mean ± the
+    95% t-interval half-width over the seeds, and a last column with their number."""
     columns = [Column.coerce(c) for c in options.get("columns") or EXACT_COLUMNS]
     group, labels = str(options.get("group", "sweep")), dict(options.get("labels") or {})
     by_options = options.get("rows", "model") == "options"
@@ -300,26 +307,60 @@ def runs_table(runs: list[Run], options: dict[str, Any]) -> str:
         key = {"data": run.data, "none": ""}.get(group, options.get("sweep_of", {}).get(run.path, run.path.parent.name))
         label = _options_label(run) if by_options else run.model
         groups.setdefault(labels.get(key, key), []).append((label, _results(run, options), run.metrics))
+    seeds = bool(options.get("seeds", False))
     head = (["data"] if group != "none" else []) + [
         "options" if by_options else "model",
         *[c.heading or c.metric for c in columns],
+        *(["seeds"] if seeds else []),
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (len(head) - len(columns)) + ["---:"] * len(columns)) + "|"]
+    numeric = len(columns) + (1 if seeds else 0)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * (len(head) - numeric) + ["---:"] * numeric) + "|"]
     for name, rows in groups.items():
         rows.sort(key=lambda r: (r[0] != "defaults", r[0]) if by_options else _order(r[0], MODEL_ORDER))
-        values = [[c.value(res, met) for c in columns] for _, res, met in rows]
-        best = [min([x for v in values if (x := v[i]) is not None], default=None) for i in range(len(columns))]
-        bold = bool(options.get("bold", True)) and len(rows) > 1
-        for i, (label, _, _) in enumerate(rows):
+        entries = _row_entries([(label, [c.value(res, met) for c in columns]) for label, res, met in rows], seeds)
+        best = [min([x for _, v, _, _ in entries if (x := v[i]) is not None], default=None) for i in range(len(columns))]
+        bold = bool(options.get("bold", True)) and len(entries) > 1
+        for i, (label, values, halves, n) in enumerate(entries):
             cells = [
-                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j])
-                for j, (c, v) in enumerate(zip(columns, values[i], strict=True))
+                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j]) + _half(halves[j])
+                for j, (c, v) in enumerate(zip(columns, values, strict=True))
             ]
+            cells += [str(n)] if seeds else []
             lines.append("| " + " | ".join(([name if i == 0 else ""] if group != "none" else []) + [label, *cells]) + " |")
         if options.get("floor"):
             floor = [c.floor(rows[0][1]) for c in columns]
             lines.append("| " + " | ".join(([""] if group != "none" else []) + [str(options["floor"]), *floor]) + " |")
     return "\n".join(lines)
+
+
+def _row_entries(
+    rows: list[tuple[str, list[float | None]]], seeds: bool
+) -> list[tuple[str, list[float | None], list[float | None], int]]:
+    """``(label, values, half-widths, runs)`` per table row: each run as it is, or (``seeds``) the
+    runs of one label as the mean and 95% t-interval half-width of each column (``None`` where no
+    run has a value; a half-width ``None`` for a single value)."""
+    if not seeds:
+        return [(label, values, [None] * len(values), 1) for label, values in rows]
+    entries = []
+    for label in dict.fromkeys(label for label, _ in rows):
+        members = [values for lab, values in rows if lab == label]
+        means: list[float | None] = []
+        halves: list[float | None] = []
+        for j in range(len(members[0])):
+            column = [v[j] for v in members if v[j] is not None]
+            if not column:
+                means.append(None)
+                halves.append(None)
+                continue
+            mean, half, _, _ = _seed_summary([cast(list[float], column)])
+            means.append(mean[0])
+            halves.append(half[0] if len(column) > 1 else None)
+        entries.append((label, means, halves, len(members)))
+    return entries
+
+
+def _half(half: float | None) -> str:
+    return f" ± {half:.2g}" if half is not None and math.isfinite(half) else ""
 
 
 def exact_table(runs: list[Run], options: dict[str, Any]) -> str:
