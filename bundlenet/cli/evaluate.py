@@ -56,11 +56,12 @@ def evaluate(cfg: DictConfig) -> list[Evaluation]:
     """The evaluate command: for each checkpoint of ``ckpt_path``, load, evaluate, print the
     table and write the JSON."""
     paths = checkpoints(str(cfg.ckpt_path))
-    if cfg.get("output") is not None and len(paths) > 1:
+    chosen = cfg.get("output")
+    if chosen is not None and len(paths) > 1:
         raise InputError(
             f"ckpt_path={cfg.ckpt_path} matches {len(paths)} checkpoints; drop output= (each writes into its own run directory)"
         )
-    outputs = [Path(cfg.output) if cfg.get("output") is not None else default_output(p) for p in paths]
+    outputs = [Path(chosen) if chosen is not None else default_output(p) for p in paths]
     for output in outputs:
         check_output(output, bool(cfg.get("overwrite", False)))
     check_seed(cfg.get("seed"))

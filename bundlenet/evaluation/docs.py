@@ -169,7 +169,7 @@ def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = Fal
 def _fmt(value: float, half: float | None = None, bold: bool = False) -> str:
     text = f"{value:.3g}"
     text = f"**{text}**" if bold else text
-    return text + (f" ± {half:.2g}" if half is not None and math.isfinite(half) else "")
+    return text + _half(half)
 
 
 def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
@@ -338,7 +338,7 @@ def _row_entries(
 ) -> list[tuple[str, list[float | None], list[float | None], int]]:
     """``(label, values, half-widths, runs)`` per table row: each run as it is, or (``seeds``) the
     runs of one label as the mean and 95% t-interval half-width of each column (``None`` where no
-    run has a value; a half-width ``None`` for a single value)."""
+    run has a value; a half-width NaN, not shown, for a single value)."""
     if not seeds:
         return [(label, values, [None] * len(values), 1) for label, values in rows]
     entries = []
@@ -352,14 +352,15 @@ def _row_entries(
                 means.append(None)
                 halves.append(None)
                 continue
-            mean, half, _, _ = _seed_summary([cast(list[float], column)])
+            mean, half, _, _ = _seed_summary([cast(list[float], column)])  # half NaN for one seed
             means.append(mean[0])
-            halves.append(half[0] if len(column) > 1 else None)
+            halves.append(half[0])
         entries.append((label, means, halves, len(members)))
     return entries
 
 
 def _half(half: float | None) -> str:
+    """`` ± half`` to 2 significant digits, or nothing for ``None`` or NaN (a single seed)."""
     return f" ± {half:.2g}" if half is not None and math.isfinite(half) else ""
 
 
