@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from bundlenet.errors import DivergenceError, InputError
+from bundlenet.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +145,18 @@ class BudgetCheckpoints(pl.Callback):
     model a shorter ``trainer.max_time`` would have stopped at, for quality-against-time curves.
     A budget the run never reaches gets no file (the final checkpoint is the model at that
     budget then), and neither does a budget passed by one step that alone took longer than the
-    budget (Forest-Flow's single fitting step): no model of that training time existed."""
+    budget (Forest-Flow's single fitting step): no model of that training time existed.
+
+    With ``keep_best`` (set by the training job where the run reports its best held-out model,
+    ``final_model``), a budget's file is the model such a shorter run would report: the current
+    weights, or ``best.ckpt`` where its ``val/selection`` is lower than the current weights'
+    (scored on the validation points at that moment).
+    """
 
     def __init__(self, dirpath: str | Path, budgets: list[float] | tuple[float, ...] = (30, 60, 120, 300)) -> None:
         self.dirpath = Path(dirpath)
         self.budgets = sorted(float(b) for b in budgets)
+        self.keep_best = False
         self._start: float | None = None
         self._last = 0.0
         self._next = 0
@@ -167,8 +176,31 @@ class BudgetCheckpoints(pl.Callback):
             if step > budget:
                 log.info("budget %gs passed inside one step of %.0f s: no checkpoint for it", budget, step)
                 continue
-            trainer.save_checkpoint(self.dirpath / f"budget_{budget:g}s.ckpt", weights_only=False)
-            log.info("budget %gs reached at step %d", budget, trainer.global_step)
+            path = self.dirpath / f"budget_{budget:g}s.ckpt"
+            best = self._better_best(trainer, pl_module) if self.keep_best else None
+            if best is None:
+                trainer.save_checkpoint(path, weights_only=False)
+                log.info("budget %gs reached at step %d", budget, trainer.global_step)
+            else:
+                if trainer.is_global_zero:
+                    with atomic_path(path) as tmp:
+                        shutil.copyfile(best, tmp)
+                log.info("budget %gs reached at step %d: its model is best.ckpt", budget, trainer.global_step)
+
+    @staticmethod
+    def _better_best(trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path | None:
+        """``best.ckpt`` where its held-out ``val/selection`` is lower than the current weights',
+        else ``None``."""
+        cb = trainer.checkpoint_callback
+        path = Path(str(getattr(cb, "best_model_path", "") or ""))
+        score = getattr(cb, "best_model_score", None)
+        if not path.name or not path.is_file() or score is None:
+            return None
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None or not getattr(pl_module, "selects_by_likelihood", False):
+            return path  # no criterion to score the current weights with: the validated best
+        current = pl_module.held_out_selection(datamodule.val_dataloader())  # type: ignore[operator]  # a BundleModel
+        return path if float(score) < current else None
 
 
 class PlainProgress(pl.Callback):

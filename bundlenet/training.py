@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -19,12 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from bundlenet.callbacks import FinalCheckpoint, MetricHistory, PlainProgress
+from bundlenet.callbacks import BudgetCheckpoints, FinalCheckpoint, MetricHistory, PlainProgress
 from bundlenet.checkpoint import checkpoint_step, read_checkpoint
 from bundlenet.errors import CheckpointError, InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
-from bundlenet.io import is_inside, write_json, write_text
+from bundlenet.io import atomic_path, is_inside, write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
 from bundlenet.provenance import write_provenance
@@ -109,11 +110,17 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     if ckpt_path is not None:
         _carry_csv_history(loggers, checkpoint_step(ckpt_path))
     extra.update(_trainer_overrides(cfg, model))
+    reports_best = final_model_kind(cfg, model) == "best"
+    for cb in callbacks:
+        if isinstance(cb, BudgetCheckpoints):
+            cb.keep_best = reports_best  # each budget's model is the one a run that short would report
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     _record_config(trainer, cfg, out)
     _fit(trainer, model, datamodule, ckpt_path, next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None))
     ckpt = final_checkpoint(trainer)
     _drop_training_state(model, trainer)
+    if reports_best and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        ckpt = restore_best(trainer, model, datamodule, ckpt)
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
     ckpt_step = checkpoint_step(ckpt) if ckpt else None
     steps = trainer.global_step or (ckpt_step or 0)
@@ -299,8 +306,8 @@ def evaluate_budgets(cfg: DictConfig, datamodule: Any, out: Path, final: dict[st
             model = load_model(path)
             step = checkpoint_step(path)
             fiber = summarize(evaluate_model(model, datamodule.bundle, protocol).to_dict()["fiber"])
-        else:  # training ended before this budget: the final model
-            step, fiber, path = final["steps"], final["fiber"], Path(str(final.get("checkpoint")))
+        else:  # training ended before this budget: the reported model
+            step, fiber, path = final.get("checkpoint_step", final["steps"]), final["fiber"], Path(str(final.get("checkpoint")))
         entries.append({"budget_s": budget, "step": step, "checkpoint": str(path), "fiber": fiber})
     return entries
 
@@ -333,6 +340,72 @@ def fiber_summary(fiber: dict[str, Any]) -> str:
 
 def _ratio(metric: dict[str, Any]) -> str:
     return f" ({metric['ratio']:.2f}x its floor)" if metric.get("ratio") is not None else ""
+
+
+FINAL_MODELS = ("auto", "best", "last")
+
+
+def final_model_kind(cfg: DictConfig, model: BundleModel) -> str:
+    """``best`` or ``last``: the model a run reports (``final_model`` of ``train.yaml``). ``auto``
+    (the default) is ``best`` for a model that :attr:`~bundlenet.models.base.BundleModel.selects_by_likelihood`
+    (a held-out likelihood picks it reliably) and ``last`` for the others, whose criterion, the
+    W2 of a few validation fibers, is too noisy to choose by."""
+    kind = cfg.get("final_model", "auto")
+    if kind not in FINAL_MODELS:
+        raise InputError(f"final_model must be one of {', '.join(FINAL_MODELS)}, got {kind!r}")
+    if kind == "auto":
+        return "best" if model.selects_by_likelihood else "last"
+    return str(kind)
+
+
+def restore_best(trainer: pl.Trainer, model: BundleModel, datamodule: Any, last: Path | None) -> Path | None:
+    """Load the best held-out weights into ``model`` and return their checkpoint, ``best.ckpt``.
+
+    Validation runs every ``trainer.val_check_interval`` steps, so the last step has seldom been
+    scored: for a model that selects by likelihood it is scored here on the same validation
+    points, and where it is at least as good as ``best.ckpt``, ``model`` keeps it and
+    ``last.ckpt`` is copied over ``best.ckpt``, which therefore always holds the reported model.
+    Without a ``best.ckpt`` (no validation ran, or no ``ModelCheckpoint``) the last step is
+    reported."""
+    cb = trainer.checkpoint_callback
+    best = Path(str(getattr(cb, "best_model_path", "") or ""))
+    if not best.name or not best.is_file() or last is None or best == last:
+        log.info("final model: the last step (%s)", "no best.ckpt: no validation ran" if last is not None else "no checkpoint")
+        return last
+    best_step, last_step = checkpoint_step(best), checkpoint_step(last)
+    if best_step == last_step:
+        log.info("final model: best.ckpt is the last step (%d)", last_step)
+        return best
+    if not model.selects_by_likelihood:  # its validation criterion cannot score the last step again
+        model.load_state_dict(read_checkpoint(best)["state_dict"])
+        log.info("final model: best.ckpt (step %d of %d)", best_step, last_step)
+        return best
+    final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    score_last = model.held_out_selection(datamodule.val_dataloader())
+    model.load_state_dict(read_checkpoint(best)["state_dict"])
+    score_best = model.held_out_selection(datamodule.val_dataloader())
+    if score_last <= score_best:
+        model.load_state_dict(final_state)
+        with atomic_path(best) as tmp:
+            shutil.copyfile(last, tmp)
+        log.info(
+            "final model: the last step (%d), held-out val/selection %.4g against best.ckpt's %.4g (step %d); "
+            "copied to best.ckpt",
+            last_step,
+            score_last,
+            score_best,
+            best_step,
+        )
+        return best
+    log.info(
+        "final model: best.ckpt (step %d of %d), held-out val/selection %.4g against the last step's %.4g "
+        "(final_model=last reports the last step)",
+        best_step,
+        last_step,
+        score_best,
+        score_last,
+    )
+    return best
 
 
 def final_checkpoint(trainer: pl.Trainer) -> Path | None:

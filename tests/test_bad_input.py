@@ -54,6 +54,7 @@ TRAIN_CASES = [
     (["data.num_train=50", "model.num_nbhds=80"], "model.num_nbhds=80 exceeds the 50 distinct base points"),
     (["model.fiber_context=index"], "model.fiber_context must be chart, none or base"),
     (["model.context_noise=-1"], "model.context_noise must be a finite number >= 0"),
+    (["final_model=newest"], "final_model must be one of auto, best, last"),
     (["model.num_circles=-1"], "model.num_circles must be >= 0"),
     (["data.fiber_circles=two"], "data.fiber_circles must be auto, null"),
     (

@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -601,6 +601,32 @@ class BundleModel(pl.LightningModule, ABC):
         the validation points' negative log-likelihood, whose noise between checks is far below
         that of a W2 on a few fibers."""
         return None
+
+    @property
+    def selects_by_likelihood(self) -> bool:
+        """Whether ``val/selection`` is a held-out negative log-likelihood (the model overrides
+        :meth:`selection_score`), a criterion steady enough to choose the reported model by
+        (``final_model=auto``), rather than the W2 of a few validation fibers."""
+        return type(self).selection_score is not BundleModel.selection_score
+
+    def held_out_selection(self, batches: Iterable[tuple[Tensor, ...]]) -> float:
+        """``val/selection`` of the current weights over validation ``batches`` (as
+        :meth:`validation_step` takes them), the mean over their base points as Lightning logs
+        it; for models that :attr:`selects_by_likelihood` (the others' W2 draws samples)."""
+        total, count = 0.0, 0
+        training = self.training
+        self.eval()
+        try:
+            for batch in batches:
+                base, fibers = (t.to(self.device) for t in batch[:2])
+                own = batch[3].to(self.device) if len(batch) > 3 else base.unsqueeze(1).expand(-1, fibers.shape[1], -1)
+                score = self.selection_score(fibers, own)
+                if score is None:
+                    raise TypeError(f"{type(self).__name__} has no held-out likelihood (selection_score is None)")
+                total, count = total + float(score) * base.shape[0], count + base.shape[0]
+        finally:
+            self.train(training)
+        return total / max(count, 1)
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
