@@ -8,6 +8,7 @@ values are unpickled, never arbitrary objects.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from bundlenet.errors import CheckpointError
 from bundlenet.io import write_with
 from bundlenet.models.base import BundleModel
 
-_FIX = "pass ckpt_path=<run dir>/checkpoints/last.ckpt written by train.py"
+_FIX = "pass ckpt_path=<run dir> (its reported model) or a checkpoint under <run dir>/checkpoints/ written by train.py"
 
 
 class StreamingCheckpointIO(TorchCheckpointIO):
@@ -50,9 +51,35 @@ class StreamingCheckpointIO(TorchCheckpointIO):
             ) from None
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint dictionary at ``path`` (safe load), or a one-line :class:`CheckpointError`."""
+def run_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or, for the directory of a finished ``train.py`` run, the checkpoint of
+    the model that run reported (the ``checkpoint`` its ``metrics.json`` names: ``best.ckpt``
+    or ``last.ckpt``, as ``final_model`` chose), looked up in the directory's own
+    ``checkpoints/`` first so that a moved or copied run still finds it."""
     p = Path(path)
+    if not p.is_dir():
+        return p
+    metrics = p / "metrics.json"
+    example = p / "checkpoints" / "last.ckpt"
+    if not metrics.is_file():
+        raise CheckpointError(
+            f"ckpt_path={p} is a directory without metrics.json (not a finished train.py run); "
+            f"give a checkpoint file, e.g. {example}"
+        )
+    try:
+        named = json.loads(metrics.read_text()).get("checkpoint")
+    except (ValueError, OSError, AttributeError):
+        named = None
+    if not isinstance(named, str) or not named or named == "None":
+        raise CheckpointError(f"{metrics} names no checkpoint; give a checkpoint file, e.g. {example}")
+    inside = p / "checkpoints" / Path(named).name
+    return inside if inside.is_file() else Path(named)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint dictionary at ``path`` (safe load; a run directory reads the checkpoint of
+    its reported model, :func:`run_checkpoint`), or a one-line :class:`CheckpointError`."""
+    p = run_checkpoint(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}; {_FIX}")
     try:

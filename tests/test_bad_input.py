@@ -694,3 +694,29 @@ def test_evaluating_on_other_data_names_the_columns_not_the_specs() -> None:
     text = one_line(info.value)
     assert "BundleSpec(" not in text and len(text) < 250, text
     assert "columns (x, y, z) over (u, v) from Torus" in text and "pass the data= the model was trained on" in text
+
+
+def test_a_run_directory_as_ckpt_path_reads_the_model_the_run_reported(tmp_path: Path, trained) -> None:
+    """``ckpt_path=<run dir>``: the checkpoint its ``metrics.json`` names, found in the run's own
+    ``checkpoints/`` (a moved run); a directory that is not a finished run is one error line."""
+    import json
+
+    from bundlenet.checkpoint import run_checkpoint
+    from bundlenet.cli.evaluate import checkpoints
+    from bundlenet.cli.sample import sample
+
+    _, _, ckpt = trained
+    run = tmp_path / "moved_run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(Path(ckpt).read_bytes())
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not this one")
+    with pytest.raises(CheckpointError, match="is a directory without metrics.json .*give a checkpoint file"):
+        run_checkpoint(run)
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": None}))
+    with pytest.raises(CheckpointError, match="names no checkpoint"):
+        run_checkpoint(run)
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": "/where/it/was/trained/checkpoints/best.ckpt"}))
+    assert run_checkpoint(run) == run / "checkpoints" / "best.ckpt"
+    assert checkpoints(str(run)) == [run / "checkpoints" / "best.ckpt"]
+    out = sample(sample_cfg(tmp_path, run, "base_points=[[4.5,0.0]]", "num_samples=5"))
+    assert len(out.read_text().strip().splitlines()) == 6

@@ -7,7 +7,8 @@ choose). An existing output is never replaced unless ``overwrite=true``. The tru
 from the data config recorded in the checkpoint by ``train.py`` (or from ``data=`` for
 checkpoints without one).
 
-A ``ckpt_path`` with a wildcard (``'ckpt_path=multirun/X/*/checkpoints/best.ckpt'``, quoted
+A run directory as ``ckpt_path`` (``ckpt_path=outputs/2026-01-01/12-00-00``) evaluates the model
+that run reported (the ``checkpoint`` of its ``metrics.json``). A ``ckpt_path`` with a wildcard (``'ckpt_path=multirun/X/*/checkpoints/best.ckpt'``, quoted
 for the shell) evaluates every matching checkpoint, in name order, each into its own run
 directory; every output is checked before the first evaluation, so a refused one stops the
 command before anything is written.
@@ -23,7 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bundlenet.checkpoint import load_model
+from bundlenet.checkpoint import load_model, run_checkpoint
 from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.errors import InputError
 from bundlenet.evaluation.protocol import Evaluation, Protocol, bundle_from_data_config, evaluate_model
@@ -41,15 +42,17 @@ def default_output(ckpt_path: str | Path) -> Path:
 
 
 def checkpoints(pattern: str) -> list[Path]:
-    """The checkpoints ``ckpt_path`` names: the path itself, or every match of a wildcard, sorted."""
+    """The checkpoints ``ckpt_path`` names: the path itself, or every match of a wildcard, sorted;
+    a run directory stands for the checkpoint of its reported model
+    (:func:`~bundlenet.checkpoint.run_checkpoint`)."""
     if not glob.has_magic(pattern):
-        return [Path(pattern)]
+        return [run_checkpoint(pattern)]
     found = sorted(Path(p) for p in glob.glob(pattern))
     if not found:
         raise InputError(
             f"no checkpoint matches ckpt_path={pattern}; check the path (quote the override so the shell keeps the *)"
         )
-    return found
+    return [run_checkpoint(p) for p in found]
 
 
 def evaluate(cfg: DictConfig) -> list[Evaluation]:
