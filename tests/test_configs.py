@@ -95,8 +95,9 @@ def test_logger_configs_instantiate(name: str, tmp_path: Path) -> None:
     assert all(hasattr(lg, "log_metrics") for lg in loggers)
 
 
-def test_callbacks_config_instantiates(tmp_path: Path) -> None:
-    cfg = compose_train([], tmp_path)
+@pytest.mark.parametrize("name", options("callbacks"))
+def test_callbacks_config_instantiates(name: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"callbacks={name}"], tmp_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "RichProgressBar"}
 

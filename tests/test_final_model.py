@@ -107,3 +107,15 @@ def test_restore_best_keeps_the_weights_that_score_lower(tmp_path: Path, monkeyp
         expected = read_checkpoint(last if last_wins else best)["state_dict"]
         assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
         assert best.read_bytes() == (last.read_bytes() if last_wins else before)
+
+
+def test_early_stopping_ends_the_run_once_the_held_out_likelihood_stops_improving(tmp_path: Path) -> None:
+    """``callbacks=early_stopping``: with an improvement of 10⁶ nats required, the second
+    validation (step 40) cannot improve on the first, and with a patience of 1 training stops
+    there; the run still reports the best held-out model."""
+    out, metrics = _run(
+        tmp_path,
+        ["callbacks=early_stopping", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1e6"],
+    )
+    assert metrics["steps"] == 40 and checkpoint_step(out / "checkpoints" / "last.ckpt") == 40
+    assert metrics["checkpoint"] == str(out / "checkpoints" / "best.ckpt")
