@@ -80,7 +80,7 @@ def fit(
         **keywords: config overrides (module docstring).
 
     Returns:
-        The trained model (the final step's weights, in eval mode), with ``model.run_dir`` and
+        The trained model (the one the run reports, ``final_model``), in eval mode, with ``model.run_dir`` and
         ``model.metrics`` (those of ``metrics.json``; only steps and time without ``evaluate``).
 
     Raises:

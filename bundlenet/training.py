@@ -85,7 +85,7 @@ class TrainingInterrupted(Exception):
 
 def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None = None) -> tuple[BundleModel, dict[str, Any]]:
     """Train with a composed ``train.yaml`` config, evaluate and write the run's files into
-    ``cfg.paths.output_dir``; return the trained model (the final step's weights, as evaluated)
+    ``cfg.paths.output_dir``; return the trained model (the one it reports, :func:`final_model_kind`)
     and the final metrics (also in ``metrics.json``). ``evaluate=False`` skips the final
     evaluation, its figures and ``metrics.json`` (the checkpoints are written either way).
     The caller holds the run directory's lock (:func:`bundlenet.io.run_lock`). ``ckpt_path``:

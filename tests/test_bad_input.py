@@ -718,5 +718,6 @@ def test_a_run_directory_as_ckpt_path_reads_the_model_the_run_reported(tmp_path:
     (run / "metrics.json").write_text(json.dumps({"checkpoint": "/where/it/was/trained/checkpoints/best.ckpt"}))
     assert run_checkpoint(run) == run / "checkpoints" / "best.ckpt"
     assert checkpoints(str(run)) == [run / "checkpoints" / "best.ckpt"]
+    assert checkpoints(f"{tmp_path}/moved_*/") == [run / "checkpoints" / "best.ckpt"]  # a wildcard of run directories
     out = sample(sample_cfg(tmp_path, run, "base_points=[[4.5,0.0]]", "num_samples=5"))
     assert len(out.read_text().strip().splitlines()) == 6

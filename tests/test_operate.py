@@ -73,6 +73,7 @@ def test_other_loggers_run(tmp_path: Path, logger: str) -> None:
 def test_resume_after_sigkill_reaches_the_planned_step(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [*TINY, "logger=csv", "trainer.max_epochs=300", "trainer.check_val_every_n_epoch=20", f"hydra.run.dir={out}"]
+    args.append("final_model=last")  # the run reports its last step: the resumed run's end
     proc = subprocess.Popen(
         train_cmd(*args), cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

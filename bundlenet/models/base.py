@@ -597,9 +597,9 @@ class BundleModel(pl.LightningModule, ABC):
         """The held-out criterion that picks ``best.ckpt`` (logged as ``val/selection``, lower is
         better) from validation points ``fibers [P, n, d_E]``, each over its own base point
         ``bases [P, n, d_B]`` (scaled units; a table's "nearest" fibers hold rows of nearby base
-        values). ``None`` (the default) selects by the fiber W2; models with a density return
-        the validation points' negative log-likelihood, whose noise between checks is far below
-        that of a W2 on a few fibers."""
+        values). ``None`` (the default) selects by the fiber W2; models with a held-out likelihood
+        (BundleNet, the conditional flow) return the validation points' negative log-likelihood,
+        whose noise between checks is far below that of a W2 on a few fibers."""
         return None
 
     @property
