@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from bundlenet.checkpoint import load_model
+from bundlenet.checkpoint import checkpoint_step, load_model
 from bundlenet.cli.common import check_group_choices
 from bundlenet.errors import BundleNetError, CheckpointError, InputError
 from tests.conftest import REPO, make_torus_model
@@ -540,6 +540,7 @@ def test_evaluate_a_wildcard_evaluates_every_match_and_checks_all_outputs_first(
     for name in ("a", "b"):
         payload = json.loads((tmp_path / "sweep" / name / "evaluation_best.json").read_text())
         assert payload["checkpoint"].endswith(f"sweep/{name}/checkpoints/best.ckpt") and "w2" in payload["fiber"]
+        assert payload["checkpoint_step"] == checkpoint_step(ckpt)
 
 
 def test_sample_csv_keeps_discrete_and_point_mass_values_exactly(tmp_path: Path) -> None:

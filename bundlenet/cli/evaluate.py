@@ -24,7 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bundlenet.checkpoint import load_model, run_checkpoint
+from bundlenet.checkpoint import checkpoint_step, load_model, run_checkpoint
 from bundlenet.cli.common import CONF_DIR, check_device, check_output, check_seed, run_cli, write_output
 from bundlenet.errors import InputError
 from bundlenet.evaluation.protocol import Evaluation, Protocol, bundle_from_data_config, evaluate_model
@@ -92,7 +92,12 @@ def _evaluate_one(cfg: DictConfig, ckpt_path: Path, output: Path, protocol: Prot
         protocol.num_points,
     )
     result = evaluate_model(model, bundle, protocol)
-    payload = {"checkpoint": str(ckpt_path), "bundle": type(bundle).__name__, **result.to_dict()}
+    payload = {
+        "checkpoint": str(ckpt_path),
+        "checkpoint_step": checkpoint_step(ckpt_path),
+        "bundle": type(bundle).__name__,
+        **result.to_dict(),
+    }
     write_output(output, lambda tmp: write_json(tmp, payload))
     sys.stdout.write(result.table() + "\n")
     ot = protocol.ot_points
