@@ -110,17 +110,11 @@ def run_training(cfg: DictConfig, evaluate: bool = True, ckpt_path: str | None =
     if ckpt_path is not None:
         _carry_csv_history(loggers, checkpoint_step(ckpt_path))
     extra.update(_trainer_overrides(cfg, model))
-    reports_best = final_model_kind(cfg, model) == "best"
-    for cb in callbacks:
-        if isinstance(cb, BudgetCheckpoints):
-            cb.keep_best = reports_best  # each budget's model is the one a run that short would report
+    reports_best = _reports_best(cfg, model, callbacks)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     _record_config(trainer, cfg, out)
     _fit(trainer, model, datamodule, ckpt_path, next((c for c in callbacks if isinstance(c, FinalCheckpoint)), None))
-    ckpt = final_checkpoint(trainer)
-    _drop_training_state(model, trainer)
-    if reports_best and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        ckpt = restore_best(trainer, model, datamodule, ckpt)
+    ckpt = _reported_checkpoint(cfg, trainer, model, datamodule, reports_best)
     # under ddp_spawn the launching process keeps no loop state: read the step from the checkpoint
     ckpt_step = checkpoint_step(ckpt) if ckpt else None
     steps = trainer.global_step or (ckpt_step or 0)
@@ -238,6 +232,28 @@ def _fit(trainer: pl.Trainer, model: BundleModel, datamodule: Any, ckpt_path: st
         raise
     if final is not None and final.interrupted:
         raise TrainingInterrupted(final)
+
+
+def _reports_best(cfg: DictConfig, model: BundleModel, callbacks: list[Any]) -> bool:
+    """Whether the run reports ``best`` (:func:`final_model_kind`); if so, its budget checkpoints
+    keep the model a run that short would report."""
+    reports_best = final_model_kind(cfg, model) == "best"
+    for cb in callbacks:
+        if isinstance(cb, BudgetCheckpoints):
+            cb.keep_best = reports_best
+    return reports_best
+
+
+def _reported_checkpoint(
+    cfg: DictConfig, trainer: pl.Trainer, model: BundleModel, datamodule: Any, reports_best: bool
+) -> Path | None:
+    """After training: the checkpoint of the model the run reports, whose weights ``model`` then
+    holds (:func:`restore_best` where it reports ``best``), without its training state."""
+    ckpt = final_checkpoint(trainer)
+    _drop_training_state(model, trainer)
+    if reports_best and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        ckpt = restore_best(trainer, model, datamodule, ckpt)
+    return ckpt
 
 
 def _drop_training_state(model: BundleModel, trainer: pl.Trainer) -> None:

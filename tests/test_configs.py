@@ -134,7 +134,7 @@ def test_train_writes_run_outputs(tmp_path: Path) -> None:
     for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "fibers.png", "metrics.json", "config.yaml"):
         assert (run / name).exists(), name
     last_line = [line for line in proc.stdout.strip().splitlines() if line.strip()][-1]
-    assert "checkpoint:" in last_line and "last.ckpt" in last_line
+    assert "checkpoint:" in last_line and "best.ckpt" in last_line  # the reported model: the last step is its best
 
 
 def test_multirun_sweep_runs_each_job_in_its_own_dir(tmp_path: Path) -> None:
