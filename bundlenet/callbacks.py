@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from bundlenet.errors import DivergenceError, InputError
-from bundlenet.io import atomic_path
+from bundlenet.io import copy_file
 
 log = logging.getLogger(__name__)
 
@@ -183,24 +182,29 @@ class BudgetCheckpoints(pl.Callback):
                 log.info("budget %gs reached at step %d", budget, trainer.global_step)
             else:
                 if trainer.is_global_zero:
-                    with atomic_path(path) as tmp:
-                        shutil.copyfile(best, tmp)
+                    copy_file(best, path)
                 log.info("budget %gs reached at step %d: its model is best.ckpt", budget, trainer.global_step)
 
     @staticmethod
     def _better_best(trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path | None:
         """``best.ckpt`` where its held-out ``val/selection`` is lower than the current weights',
         else ``None``."""
-        cb = trainer.checkpoint_callback
-        path = Path(str(getattr(cb, "best_model_path", "") or ""))
-        score = getattr(cb, "best_model_score", None)
-        if not path.name or not path.is_file() or score is None:
+        path = best_checkpoint(trainer)
+        score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+        if path is None or score is None:
             return None
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None or not getattr(pl_module, "selects_by_likelihood", False):
             return path  # no criterion to score the current weights with: the validated best
         current = pl_module.held_out_selection(datamodule.val_dataloader())  # type: ignore[operator]  # a BundleModel
         return path if float(score) < current else None
+
+
+def best_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The file of the trainer's :class:`~pytorch_lightning.callbacks.ModelCheckpoint` with the
+    lowest monitored value so far (``best.ckpt``), or ``None`` before its first save."""
+    path = Path(str(getattr(trainer.checkpoint_callback, "best_model_path", "") or ""))
+    return path if path.name and path.is_file() else None
 
 
 class PlainProgress(pl.Callback):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -56,6 +57,12 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
     """Call ``writer(tmp_path)`` and rename the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def copy_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Copy ``source`` onto ``path`` atomically (a reader never sees half a file)."""
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 _HELD: dict[Path, int] = {}  # run directories this process holds the lock of → nesting depth

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -20,12 +19,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from bundlenet.callbacks import BudgetCheckpoints, FinalCheckpoint, MetricHistory, PlainProgress
+from bundlenet.callbacks import BudgetCheckpoints, FinalCheckpoint, MetricHistory, PlainProgress, best_checkpoint
 from bundlenet.checkpoint import checkpoint_step, read_checkpoint
 from bundlenet.errors import CheckpointError, InputError
 from bundlenet.evaluation.plotting import plot_curves, plot_fibers, plot_image_fibers, plot_latent, spread_points
 from bundlenet.evaluation.protocol import Protocol, evaluate_model
-from bundlenet.io import atomic_path, is_inside, write_json, write_text
+from bundlenet.io import copy_file, is_inside, write_json, write_text
 from bundlenet.loggers import quiet_lightning
 from bundlenet.models.base import BundleModel
 from bundlenet.provenance import write_provenance
@@ -361,14 +360,20 @@ def _ratio(metric: dict[str, Any]) -> str:
 FINAL_MODELS = ("auto", "best", "last")
 
 
+def check_final_model(cfg: DictConfig) -> str:
+    """The config's ``final_model`` (``auto`` when absent); another value is an :class:`InputError`."""
+    kind = cfg.get("final_model", "auto")
+    if kind not in FINAL_MODELS:
+        raise InputError(f"final_model must be one of {', '.join(FINAL_MODELS)}, got {kind!r}")
+    return str(kind)
+
+
 def final_model_kind(cfg: DictConfig, model: BundleModel) -> str:
     """``best`` or ``last``: the model a run reports (``final_model`` of ``train.yaml``). ``auto``
     (the default) is ``best`` for a model that :attr:`~bundlenet.models.base.BundleModel.selects_by_likelihood`
     (a held-out likelihood picks it reliably) and ``last`` for the others, whose criterion, the
     W2 of a few validation fibers, is too noisy to choose by."""
-    kind = cfg.get("final_model", "auto")
-    if kind not in FINAL_MODELS:
-        raise InputError(f"final_model must be one of {', '.join(FINAL_MODELS)}, got {kind!r}")
+    kind = check_final_model(cfg)
     if kind == "auto":
         return "best" if model.selects_by_likelihood else "last"
     return str(kind)
@@ -383,9 +388,8 @@ def restore_best(trainer: pl.Trainer, model: BundleModel, datamodule: Any, last:
     ``last.ckpt`` is copied over ``best.ckpt``, which therefore always holds the reported model.
     Without a ``best.ckpt`` (no validation ran, or no ``ModelCheckpoint``) the last step is
     reported."""
-    cb = trainer.checkpoint_callback
-    best = Path(str(getattr(cb, "best_model_path", "") or ""))
-    if not best.name or not best.is_file() or last is None or best == last:
+    best = best_checkpoint(trainer)
+    if best is None or last is None or best == last:
         log.info("final model: the last step (%s)", "no best.ckpt: no validation ran" if last is not None else "no checkpoint")
         return last
     best_step, last_step = checkpoint_step(best), checkpoint_step(last)
@@ -402,8 +406,7 @@ def restore_best(trainer: pl.Trainer, model: BundleModel, datamodule: Any, last:
     score_best = model.held_out_selection(datamodule.val_dataloader())
     if score_last <= score_best:
         model.load_state_dict(final_state)
-        with atomic_path(best) as tmp:
-            shutil.copyfile(last, tmp)
+        copy_file(last, best)
         log.info(
             "final model: the last step (%d), held-out val/selection %.4g against best.ckpt's %.4g (step %d); "
             "copied to best.ckpt",

@@ -23,7 +23,7 @@ from bundlenet.cli.common import CONF_DIR, check_group_choices, check_seed, run_
 from bundlenet.errors import InputError
 from bundlenet.io import is_inside, run_lock
 from bundlenet.ranks import launcher_rank_zero
-from bundlenet.training import FINAL_MODELS, TrainingInterrupted, lookup, run_training
+from bundlenet.training import TrainingInterrupted, check_final_model, lookup, run_training
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def check_train_options(cfg: DictConfig) -> None:
     training length, a GPU trainer without a GPU, a checkpoint path that does not exist."""
     check_seed(cfg.get("seed"))
     check_seed(OmegaConf.select(cfg, "evaluation.seed"), "evaluation.seed")
-    if cfg.get("final_model", "auto") not in FINAL_MODELS:
-        raise InputError(f"final_model must be one of {', '.join(FINAL_MODELS)}, got {cfg.get('final_model')!r}")
+    check_final_model(cfg)
     steps, epochs = cfg.trainer.get("max_steps", -1), cfg.trainer.get("max_epochs", -1)
     for name, value in (("max_steps", steps), ("max_epochs", epochs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1):
