@@ -28,7 +28,9 @@ def test_every_fiber_of_a_torus_has_one_shape_and_gets_the_full_noise() -> None:
 
 
 def test_fibers_that_grow_with_the_base_get_no_noise() -> None:
-    model = fitted(SlicedTorus())
+    # the sliced torus's arcs seen as circles in their plane (two directions): their spread goes
+    # from a full circle's down to a sliver's
+    model = fitted(SlicedTorus(), num_circles=1, fiber_span=2)
     assert model.frames.shape_change(model.cover) > 2 * BundleNet.SHAPE_TOLERANCE  # a full circle down to a sliver
     assert model.context_sigma() == 0.0
 
@@ -76,7 +78,7 @@ def test_a_resumed_model_uses_the_same_noise() -> None:
     assert again.context_sigma() == pytest.approx(model.context_sigma())
     assert again.context_sigma() > 0
     # a σ already computed is not kept over loaded buffers: another data set's cover and frames
-    other = fitted(SlicedTorus(), rows=300)
+    other = fitted(SlicedTorus(), rows=300, num_circles=1, fiber_span=2)
     assert other.context_sigma() != pytest.approx(model.context_sigma())
     other.load_state_dict(model.state_dict())
     assert other.context_sigma() == pytest.approx(model.context_sigma())

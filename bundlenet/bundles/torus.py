@@ -110,8 +110,13 @@ class SlicedTorus(Torus):
 
     Fibers shrink from a full circle (φ near 0) to a small arc around θ = π (φ near π). Total
     samples are uniform in (φ, θ) on the allowed region (rejection sampling), so the base
-    density is proportional to the fiber length, as in the authors' data.
+    density is proportional to the fiber length, as in the authors' data. Every fiber but the
+    one over φ = 0 is an arc, an interval: its topology is declared as such (no circle, one
+    direction along it), as :class:`~bundlenet.bundles.arc.GrowingArc`'s.
     """
+
+    fiber_circles = 0
+    fiber_span = 1
 
     def __init__(
         self, major_radius: float = 8.0, minor_radius: float = 2.0, base_radius: float = 4.5, slack: float = 0.01
