@@ -6,12 +6,15 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch import Tensor
 
 from bundlenet.errors import DivergenceError, InputError
 from bundlenet.io import copy_file
@@ -196,8 +199,122 @@ class BudgetCheckpoints(pl.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None or not getattr(pl_module, "selects_by_likelihood", False):
             return path  # no criterion to score the current weights with: the validated best
-        current = pl_module.held_out_selection(datamodule.val_dataloader())  # type: ignore[operator]  # a BundleModel
+        with averaged_weights(trainer, pl_module):  # the weights this step's checkpoint holds
+            current = pl_module.held_out_selection(datamodule.val_dataloader())  # type: ignore[operator]  # a BundleModel
         return path if float(score) < current else None
+
+
+class WeightAverage(pl.Callback):
+    r"""An exponential moving average of the parameters: the weights a run validates, saves in
+    its checkpoints and ends with.
+
+    After optimizer step t (θ̄ starts at the weights training starts from),
+
+    .. math::
+        \bar θ_t = β_t\, \bar θ_{t-1} + (1 - β_t)\, θ_t, \qquad β_t = \min\big(\text{decay},\ (1 + t) / (10 + t)\big),
+
+    so the average spans about the last tenth of the steps early on and about 1 / (1 − decay)
+    steps at most (Polyak & Juditsky, *Acceleration of stochastic approximation by averaging*,
+    1992; the warm-up of β is that of TensorFlow's ``ExponentialMovingAverage(num_updates=t)``).
+    The average is what validation scores (``val/selection``, hence ``best.ckpt``), what every
+    checkpoint's ``state_dict`` holds (a model loaded from a checkpoint is the average), what the
+    budget checkpoints compare, and the module's weights when training ends. The optimizer's own
+    weights travel in the checkpoint under ``training_weights``, so a resumed run goes on from
+    them. Buffers (the cover, frames and scalers fitted from the data) are not averaged.
+
+    Args:
+        decay: the largest β (0 ≤ decay < 1; 0 keeps the current weights).
+    """
+
+    KEY = "training_weights"
+
+    def __init__(self, decay: float = 0.999) -> None:
+        if not (math.isfinite(decay) and 0.0 <= decay < 1.0):
+            raise InputError(f"callbacks.weight_average.decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self._other: list[Tensor] | None = None  # the weights not in the module: the average, or while swapped the training ones
+        self._swapped = False
+        self._resumed: dict[str, Tensor] | None = None
+        self._updated = -1
+        self._ended = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a resumed module holds the saved average (its state_dict); the training weights come from the checkpoint
+        self._other = [p.detach().clone() for p in pl_module.parameters()]
+        self._swapped = self._ended = False
+        if self._resumed is not None:
+            named = dict(pl_module.named_parameters())
+            with torch.no_grad():
+                for name, value in self._resumed.items():
+                    named[name].copy_(value)
+            self._resumed = None
+        self._updated = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        t = trainer.global_step
+        if self._other is None or self._swapped or t == self._updated:
+            return
+        self._updated = t
+        beta = min(self.decay, (1.0 + t) / (10.0 + t))
+        with torch.no_grad():
+            for average, weight in zip(self._other, pl_module.parameters()):
+                average.lerp_(weight.detach(), 1.0 - beta)
+
+    def _swap(self, pl_module: pl.LightningModule) -> None:
+        assert self._other is not None
+        with torch.no_grad():
+            for other, weight in zip(self._other, pl_module.parameters()):
+                held = weight.detach().clone()
+                weight.copy_(other)
+                other.copy_(held)
+        self._swapped = not self._swapped
+
+    @contextmanager
+    def averaged(self, pl_module: pl.LightningModule) -> Iterator[None]:
+        """The average in the module's parameters while the block runs (nothing before training)."""
+        if self._other is None or self._swapped:
+            yield
+            return
+        self._swap(pl_module)
+        try:
+            yield
+        finally:
+            self._swap(pl_module)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._other is not None and not self._swapped and not trainer.sanity_checking:
+            self._swap(pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._other is not None and self._swapped and not self._ended:
+            self._swap(pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._other is not None and not self._swapped:
+            self._swap(pl_module)  # the module ends with the average; the training weights stay here for last.ckpt
+        self._ended = True
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._other is None:
+            return
+        names = [name for name, _ in pl_module.named_parameters()]
+        weights = [p.detach() for p in pl_module.parameters()]
+        average, training = (weights, self._other) if self._swapped else (self._other, weights)
+        state = checkpoint["state_dict"]
+        for name, value in zip(names, average):
+            state[name] = value.clone()
+        checkpoint[self.KEY] = {name: value.clone() for name, value in zip(names, training)}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._resumed = checkpoint.get(self.KEY)
+
+
+def averaged_weights(trainer: pl.Trainer, pl_module: pl.LightningModule) -> AbstractContextManager[None]:
+    """The trainer's :class:`WeightAverage` in the module while the block runs (no change without one)."""
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]  # the trainer's callback list
+        if isinstance(callback, WeightAverage):
+            return callback.averaged(pl_module)
+    return nullcontext()
 
 
 def best_checkpoint(trainer: pl.Trainer) -> Path | None:
