@@ -74,7 +74,8 @@ class FiberCNF(nn.Module):
     Args:
         dim: D, the latent (and local-coordinate) dimension.
         context_features: C, the width of the context (base point, chart).
-        hidden_features, depth: the velocity MLP.
+        hidden_features: width of the velocity MLP.
+        depth: hidden layers of the velocity MLP.
         ode_steps: fixed steps of the solver on [0, 1].
         ode_method: a fixed-step method of ``flow_matching``'s solver (``euler``, ``midpoint``, ``rk4``).
         exact_divergence_max_dim: exact divergence up to this D, Hutchinson's estimate above.
