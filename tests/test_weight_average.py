@@ -11,6 +11,7 @@ import torch
 
 from bundlenet.callbacks import WeightAverage, averaged_weights
 from bundlenet.errors import InputError
+from bundlenet.loggers import bare_trainer
 
 TARGET, LR = 5.0, 0.1
 
@@ -55,17 +56,9 @@ def _average(weights: list[float], decay: float, first_step: int = 0, start: flo
 
 
 def _trainer(steps: int, callback: WeightAverage, every: int | None = None) -> pl.Trainer:
-    return pl.Trainer(
-        max_steps=steps,
-        callbacks=[callback],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        val_check_interval=every,
-        accelerator="cpu",
-    )
+    """A quiet trainer, validating every ``every`` steps when given."""
+    validation = {"limit_val_batches": 1.0, "val_check_interval": every} if every else {}
+    return bare_trainer(max_steps=steps, callbacks=[callback], accelerator="cpu", **validation)
 
 
 def test_the_module_ends_with_the_average_and_validation_scores_it() -> None:
