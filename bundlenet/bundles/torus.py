@@ -110,9 +110,10 @@ class SlicedTorus(Torus):
 
     Fibers shrink from a full circle (φ near 0) to a small arc around θ = π (φ near π). Total
     samples are uniform in (φ, θ) on the allowed region (rejection sampling), so the base
-    density is proportional to the fiber length, as in the authors' data. Every fiber but the
-    one over φ = 0 is an arc, an interval: its topology is declared as such (no circle, one
-    direction along it), as :class:`~bundlenet.bundles.arc.GrowingArc`'s.
+    density is proportional to the fiber length, as in the authors' data. Every fiber but those
+    within ``slack`` of a turn of φ = 0 (full circles) is an arc, an interval: the topology is
+    declared as such (no circle, one direction along the fiber), as
+    :class:`~bundlenet.bundles.arc.GrowingArc`'s.
     """
 
     fiber_circles = 0
