@@ -134,10 +134,10 @@ def test_snippets_have_the_header_line_and_the_table(sweeps: Path, tmp_path: Pat
     assert "at commit 0123456789ab" in sources.group(1) and "2 of them at a commit they did not record" in sources.group(1)
     rows = [line for line in at_30 if line.startswith("| torus")]
     # the steps reached at 30 s, then the mean of 1.3 and 1.5: the best
-    assert rows[0].startswith("| torus | bundlenet | 200 | **1.4** ± ") and rows[0].endswith("| 2 |")
-    assert rows[1].startswith("| torus | cfm | ") and "| 2 ± " in rows[1]
+    assert rows[0].startswith("| torus | bundlenet | 200 | **1.40** ± ") and rows[0].endswith("| 2 |")
+    assert rows[1].startswith("| torus | cfm | ") and "| 2.00 ± " in rows[1]
     every = (tmp_path / "docs" / "results" / "every.md").read_text()
-    assert "| torus | bundlenet | 10 | 100 | 1.6 ± " in every and "cfm" not in every and "at commit 0123456789ab." in every
+    assert "| torus | bundlenet | 10 | 100 | 1.60 ± " in every and "cfm" not in every and "at commit 0123456789ab." in every
     commands = (tmp_path / "docs" / "results" / "commands.md").read_text()
     assert "hydra.sweep.dir=multirun/docs/a\n" in commands and commands.startswith("*Made by ")
 

@@ -241,8 +241,8 @@ def test_report_gives_a_swept_data_option_its_own_floor_row(tmp_path: Path) -> N
     ]
     floors = [line for line in scope_table(runs, "fiber").splitlines() if "*noise floor*" in line]
     assert len(floors) == 2
-    assert floors[0].startswith("| digits data.base=ink |") and "| 7 |" in floors[0]
-    assert floors[1].startswith("| digits data.base=label |") and "| 1 |" in floors[1]
+    assert floors[0].startswith("| digits data.base=ink |") and "| 7.00 |" in floors[0]
+    assert floors[1].startswith("| digits data.base=label |") and "| 1.00 |" in floors[1]
 
 
 class TableOracle(BundleModel):

@@ -42,6 +42,7 @@ from bundlenet.evaluation.report import (
     _seed_summary,
     find_runs,
     plot_time_curves,
+    significant,
     time_curves,
     time_table,
 )
@@ -167,7 +168,7 @@ def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = Fal
 
 
 def _fmt(value: float, half: float | None = None, bold: bool = False) -> str:
-    text = f"{value:.3g}"
+    text = significant(value)
     text = f"**{text}**" if bold else text
     return text + _half(half)
 
@@ -252,7 +253,7 @@ class Column:
     def show(self, v: float, bold: bool = False) -> str:
         """``v`` to 3 significant digits, trailing zeros kept (1.00, 0.950, 13.0%)."""
         scaled = 100 * v if self.format == "percent" else v
-        text = f"{scaled:.0f}" if self.format == "integer" or abs(scaled) >= 100 else f"{scaled:#.3g}".rstrip(".")
+        text = f"{scaled:.0f}" if self.format == "integer" else significant(scaled)
         text += "%" if self.format == "percent" else ""
         return f"**{text}**" if bold else text
 

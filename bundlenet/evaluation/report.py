@@ -126,14 +126,20 @@ def _order(name: str, order: tuple[str, ...]) -> tuple[int, str]:
     return (order.index(name) if name in order else len(order), name)
 
 
+def significant(value: float) -> str:
+    """A table cell's number: 3 significant digits with trailing zeros kept (1.10, 0.0500), and
+    no exponent from 100 on (330, 2659)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:#.3g}".rstrip(".")
+
+
 def _cell(estimate: dict[str, Any] | None, bold: bool = False) -> str:
     if not estimate or estimate.get("mean") is None or not math.isfinite(estimate["mean"]):
         return "n/a"
-    text = f"{estimate['mean']:.3g}"
+    text = significant(estimate["mean"])
     if bold:
         text = f"**{text}**"
     if estimate.get("low") is not None and estimate.get("high") is not None:
-        text += f" [{estimate['low']:.3g}, {estimate['high']:.3g}]"
+        text += f" [{significant(estimate['low'])}, {significant(estimate['high'])}]"
     return text
 
 
@@ -403,7 +409,7 @@ def time_table(curves: list[Curve]) -> str:
                     cells.append("")
                 else:
                     half = c.half_width[i]
-                    cells.append(f"{c.mean[i]:.3g}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+                    cells.append(significant(c.mean[i]) + (f" ± {half:.2g}" if math.isfinite(half) else ""))
             when = f"end of training ({budget:.0f})" if first.end and i == len(first.budgets) - 1 else f"{budget:g}"
             lines.append("| " + " | ".join([data, model, when, f"{first.steps[i]:.0f}", *cells, str(first.seeds)]) + " |")
     return "\n".join(lines)

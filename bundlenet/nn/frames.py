@@ -145,7 +145,7 @@ class LocalFrames(nn.Module):
         neighbourhoods k of :math:`\\max_{i < \\text{span}} |\\log λ_{k,i} − \\log λ_{j,i}|`, with
         λ the decreasing eigenvalues of Σ and j the neighbourhood of the nearest other centre
         (0 for a cover of one neighbourhood). With 1000 points: 0.025 to 0.05 where every fiber
-        has the same shape (a torus's circles: the estimate's scatter), 0.07 to 0.09 for arcs that
+        has the same shape (a torus's circles: the estimate's scatter), 0.07 to 0.1 for arcs that
         grow with the base point, 0.3 for arcs from a full circle to a sliver."""
         if cover.num_nbhds < 2:
             return 0.0
