@@ -42,6 +42,7 @@ from bundlenet.evaluation.report import (
     _seed_summary,
     find_runs,
     plot_time_curves,
+    plus_minus,
     significant,
     time_curves,
     time_table,
@@ -170,7 +171,7 @@ def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = Fal
 def _fmt(value: float, half: float | None = None, bold: bool = False) -> str:
     text = significant(value)
     text = f"**{text}**" if bold else text
-    return text + _half(half)
+    return text + plus_minus(half)
 
 
 def budget_table(runs: list[Run], options: dict[str, Any]) -> str:
@@ -323,7 +324,7 @@ def runs_table(runs: list[Run], options: dict[str, Any]) -> str:
         bold = bool(options.get("bold", True)) and len(entries) > 1
         for i, (label, values, halves, n) in enumerate(entries):
             cells = [
-                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j]) + _half(halves[j])
+                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j]) + plus_minus(halves[j])
                 for j, (c, v) in enumerate(zip(columns, values, strict=True))
             ]
             cells += [str(n)] if seeds else []
@@ -358,11 +359,6 @@ def _row_entries(
             halves.append(half[0])
         entries.append((label, means, halves, len(members)))
     return entries
-
-
-def _half(half: float | None) -> str:
-    """`` ± half`` to 2 significant digits, or nothing for ``None`` or NaN (a single seed)."""
-    return f" ± {half:.2g}" if half is not None and math.isfinite(half) else ""
 
 
 def exact_table(runs: list[Run], options: dict[str, Any]) -> str:

@@ -132,6 +132,11 @@ def significant(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:#.3g}".rstrip(".")
 
 
+def plus_minus(half: float | None) -> str:
+    """`` ± half`` to 2 significant digits, or nothing for ``None`` or NaN (a single seed)."""
+    return f" ± {half:.2g}" if half is not None and math.isfinite(half) else ""
+
+
 def _cell(estimate: dict[str, Any] | None, bold: bool = False) -> str:
     if not estimate or estimate.get("mean") is None or not math.isfinite(estimate["mean"]):
         return "n/a"
@@ -408,8 +413,7 @@ def time_table(curves: list[Curve]) -> str:
                 if c is None:
                     cells.append("")
                 else:
-                    half = c.half_width[i]
-                    cells.append(significant(c.mean[i]) + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+                    cells.append(significant(c.mean[i]) + plus_minus(c.half_width[i]))
             when = f"end of training ({budget:.0f})" if first.end and i == len(first.budgets) - 1 else f"{budget:g}"
             lines.append("| " + " | ".join([data, model, when, f"{first.steps[i]:.0f}", *cells, str(first.seeds)]) + " |")
     return "\n".join(lines)
