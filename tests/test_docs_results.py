@@ -362,6 +362,8 @@ def test_docs_tables_know_a_run_by_its_data_model_and_seed() -> None:
         Run(Path("c"), "wine", "cfm", {}, {}, {"seed": "0"}),
     ]
     assert [r.overrides for r in _select(runs, {"data": ["torus"]})] == [{"seed": "0"}, {"seed": "1"}]
+    digits = [Run(Path("d"), "digits", "cfm", {}, {}, {"seed": "0", "data.base": "ink", "trainer.max_steps": "9"})]
+    assert _select(digits, {"keep": ["data.base"]})[0].overrides == {"seed": "0", "data.base": "ink"}
 
 
 def test_runs_table_rows_by_model_or_options_with_a_floor_row(tmp_path: Path) -> None:
@@ -448,3 +450,7 @@ def test_runs_table_over_seeds_and_a_filter_on_overrides(tmp_path: Path) -> None
     # 1.0, 1.2, 1.4: mean 1.2, t(0.975, 2) · 0.2 / √3 = 0.497; 0.1, 0.3: t(0.975, 1) · 0.141 / √2 = 1.27;
     # one seed: no interval
     assert table[2:] == ["| bundlenet | **1.10** | **0.0500** | 1 |", "| cfm | 1.20 ± 0.5 | 0.200 ± 1.3 | 3 |"]
+    # a percent column's half-width is in percentage points too: 0.1, 0.3 → 20.0% ± 127% (2 digits)
+    percent = [{"metric": "resimulation", "part": "mean", "format": "percent"}]
+    table = runs_table(runs, {"columns": percent, "group": "none", "seeds": True, "where": {"data.base": "ink"}}).splitlines()
+    assert table[3] == "| cfm | 20.0% ± 1.3e+02% | 3 |"

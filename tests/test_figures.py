@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,18 @@ def test_quality_against_time_stops_where_the_runs_stopped(tmp_path: Path, drawn
     assert all(max(line.get_xdata(), default=0) <= 60 for ax in fig.axes for line in ax.get_lines())
     short = time_curves([_run(tmp_path, 0, [], 2.0)])  # a 2-second run reached no budget: one point at 2 s
     assert short[0].budgets == (2.0,) and short[0].end
+
+
+def test_a_swept_data_option_is_a_data_set_of_its_own_over_time(tmp_path: Path) -> None:
+    runs = [
+        replace(_run(tmp_path, seed, [30.0, 60.0], 75.0), data="digits", overrides={"seed": str(seed), "data.base": base})
+        for base in ("label", "ink")
+        for seed in (0, 1)
+    ]
+    curves = [c for c in time_curves(runs) if c.metric == "w2"]
+    assert sorted(c.data for c in curves) == ["digits data.base=ink", "digits data.base=label"]
+    assert {c.model for c in curves} == {"bundlenet"} and all(c.seeds == 2 for c in curves)
+    assert "| digits data.base=ink | bundlenet | 30 |" in time_table(time_curves(runs))
 
 
 def test_a_tables_columns_keep_their_own_scales(drawn: list[Any]) -> None:

@@ -155,12 +155,14 @@ def _select(runs: list[Run], options: dict[str, Any], keep_overrides: bool = Fal
     """The runs of the output's data sets and models, each known by its data set, model and seed
     only (unless ``keep_overrides``): the docs' sweeps give each model one configuration, and their
     commands' other overrides (which differ between sweeps made by different commands) would split
-    a model's rows. ``where`` keeps only the runs whose overrides hold the given values (for
-    example ``{data.base: ink}``: one of a sweep's bases)."""
+    a model's rows; ``keep`` names other overrides to keep (for example ``[data.base]``: the
+    digits' bases, each a data set of its own). ``where`` keeps only the runs whose overrides
+    hold the given values (for example ``{data.base: ink}``: one of a sweep's bases)."""
     data, models = options.get("data"), options.get("models")
     where = {str(k): str(v) for k, v in (options.get("where") or {}).items()}
+    kept = {"seed", *(str(k) for k in options.get("keep") or [])}
     return [
-        r if keep_overrides else replace(r, overrides={k: v for k, v in r.overrides.items() if k == "seed"})
+        r if keep_overrides else replace(r, overrides={k: v for k, v in r.overrides.items() if k in kept})
         for r in runs
         if (not data or r.data in data)
         and (not models or r.model in models)
@@ -258,6 +260,13 @@ class Column:
         text += "%" if self.format == "percent" else ""
         return f"**{text}**" if bold else text
 
+    def plus_minus(self, half: float | None) -> str:
+        """`` ± half`` in the column's own units (percentage points for a percent column)."""
+        if self.format != "percent" or half is None:
+            return plus_minus(half)
+        text = plus_minus(100 * half)
+        return text + "%" if text else text
+
 
 EXACT_COLUMNS = (
     Column("w2", "ratio", "fiber W2 / floor"),
@@ -324,7 +333,7 @@ def runs_table(runs: list[Run], options: dict[str, Any]) -> str:
         bold = bool(options.get("bold", True)) and len(entries) > 1
         for i, (label, values, halves, n) in enumerate(entries):
             cells = [
-                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j]) + plus_minus(halves[j])
+                "" if v is None else c.show(v, bold and c.lower_is_better and v == best[j]) + c.plus_minus(halves[j])
                 for j, (c, v) in enumerate(zip(columns, values, strict=True))
             ]
             cells += [str(n)] if seeds else []

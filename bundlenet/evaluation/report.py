@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -335,14 +336,19 @@ def time_curves(runs: list[Run]) -> list[Curve]:
 
 
 def _time_groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """The runs with ``budgets.json`` by ``(data, label)``, the label being the model and every
-    swept override other than the seed (``model key=value ...``), in the runs' order."""
+    """The runs with ``budgets.json`` by ``(data, label)``, in the runs' order. A swept data
+    option (e.g. ``data.base`` of digits) makes a data set of its own (``name key=value``), as
+    in :func:`_data_sets`; the label is the model and every other swept override but the seed
+    (``model key=value ...``)."""
     swept = [k for k in varying(runs) if k != "seed"]
+    data_keys = [k for k in swept if k.startswith("data.")]
+    model_keys = [k for k in swept if k not in data_keys]
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
         if run.budgets:
-            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in swept)
-            groups.setdefault((run.data, label), []).append(run)
+            data = run.data + "".join(f" {k}={run.overrides.get(k, '')}" for k in data_keys)
+            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in model_keys)
+            groups.setdefault((data, label), []).append(run)
     return groups
 
 
@@ -487,11 +493,10 @@ def _finish_figure(fig: Figure, models: list[str], colour: dict[str, Any], ends:
 
     handles = [plt.Line2D([], [], color=colour[m], marker="o", label=m) for m in models]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 4), fontsize=8, frameon=False)
-    fig.suptitle(
-        "Fiber quality against training time: mean over seeds; bars: lowest to highest seed"
-        + ("; squares: the end of training (the runs stopped before the next budget)" if ends else ""),
-        fontsize=9,
+    title = "Fiber quality against training time: mean over seeds; bars: lowest to highest seed" + (
+        "; squares: the end of training (the runs stopped before the next budget)" if ends else ""
     )
+    fig.suptitle(textwrap.fill(title, width=int(13 * fig.get_figwidth())), fontsize=9)  # ~13 characters an inch
     rows = math.ceil(len(models) / 4)
     fig.tight_layout(rect=(0, 0.25 * rows / (2.6 * num_metrics + 0.6) + 0.02, 1, 1))
 
