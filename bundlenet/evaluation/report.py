@@ -191,6 +191,11 @@ def _table_head(swept: list[str], names: tuple[str, ...], extra: list[Extra]) ->
     ]
 
 
+def _named(name: str, overrides: dict[str, str], keys: list[str]) -> str:
+    """A table's or a curve's label: ``name`` and each of ``keys`` with its value (``name key=value ...``)."""
+    return name + "".join(f" {k}={overrides.get(k, '')}" for k in keys)
+
+
 def _data_sets(runs: list[Run], swept: list[str]) -> list[tuple[str, list[Run]]]:
     """``(label, runs)`` per data set, in ``DATA_ORDER``; a swept data option (e.g. ``data.base``
     of digits) makes a data set of its own, with its own floor, labelled ``name key=value``. The
@@ -201,7 +206,7 @@ def _data_sets(runs: list[Run], swept: list[str]) -> list[tuple[str, list[Run]]]
         by_data.setdefault((run.data, *(run.overrides.get(k, "") for k in data_keys)), []).append(run)
     return [
         (
-            key[0] + "".join(f" {k}={v}" for k, v in zip(data_keys, key[1:])),
+            _named(key[0], dict(zip(data_keys, key[1:])), data_keys),
             sorted(by_data[key], key=lambda r: (_order(r.model, MODEL_ORDER), [r.overrides.get(k, "") for k in swept])),
         )
         for key in sorted(by_data, key=lambda d: (_order(d[0], DATA_ORDER), d[1:]))
@@ -346,9 +351,9 @@ def _time_groups(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
         if run.budgets:
-            data = run.data + "".join(f" {k}={run.overrides.get(k, '')}" for k in data_keys)
-            label = run.model + "".join(f" {k}={run.overrides.get(k, '')}" for k in model_keys)
-            groups.setdefault((data, label), []).append(run)
+            groups.setdefault(
+                (_named(run.data, run.overrides, data_keys), _named(run.model, run.overrides, model_keys)), []
+            ).append(run)
     return groups
 
 
